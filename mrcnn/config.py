@@ -1,0 +1,486 @@
+"""
+Mask R-CNN
+Base configuration class.
+
+Users subclass ``Config`` and override class attributes, exactly as with the
+original Keras Mask R-CNN::
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        IMAGES_PER_GPU = 8
+        NUM_CLASSES = 1 + 3
+
+Differences from the original:
+
+* ``BATCH_SIZE``, ``IMAGE_SHAPE`` and ``IMAGE_META_SIZE`` are computed on every
+  read, so they follow edits made after construction (the original computed
+  them once in ``__init__`` and silently went stale).
+* ``MODEL`` selects the model mode; ``"mask_rcnn"`` is the only one available
+  in this version.
+* ``validate()`` checks the whole configuration and reports every problem in
+  one error message; the model classes call it before building.
+* ``to_dict()`` / ``from_dict()`` / ``to_json()`` / ``from_json()`` record the
+  configuration next to checkpoints and restore it.
+"""
+
+import importlib
+import json
+import numbers
+
+import numpy as np
+
+# Model modes. Only the first is implemented; the others are reserved for the
+# alternative heads so that a config naming them fails with a clear message.
+AVAILABLE_MODELS = ("mask_rcnn",)
+RESERVED_MODELS = ("yolact", "centernet", "mask2former")
+
+BACKBONES = ("resnet50", "resnet101")
+RESIZE_MODES = ("none", "square", "pad64", "crop")
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+              "mrcnn_bbox_loss", "mrcnn_mask_loss")
+
+# Attributes computed from others; never stored, never restored.
+DERIVED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
+
+
+class ConfigError(ValueError):
+    """Raised by ``Config.validate()``; the message lists every problem found."""
+
+
+class Config(object):
+    """Base configuration class. For custom configurations, create a
+    sub-class that inherits from this one and override properties
+    that need to be changed.
+    """
+    # Name the configurations. For example, 'COCO', 'Experiment 3', ...etc.
+    # Useful if your code needs to do things differently depending on which
+    # experiment is running.
+    NAME = None  # Override in sub-classes
+
+    # Model mode: which detection/segmentation head is built on the shared
+    # backbone. "mask_rcnn" is the only mode available in this version.
+    MODEL = "mask_rcnn"
+
+    # NUMBER OF GPUs to use. When using only a CPU, this needs to be set to 1.
+    GPU_COUNT = 1
+
+    # Number of images to train with on each GPU. A 12GB GPU can typically
+    # handle 2 images of 1024x1024px.
+    IMAGES_PER_GPU = 2
+
+    # Number of training steps per epoch. This doesn't need to match the size
+    # of the training set. TensorBoard updates and validation happen at the end
+    # of each epoch.
+    STEPS_PER_EPOCH = 1000
+
+    # Number of validation steps to run at the end of every training epoch.
+    VALIDATION_STEPS = 50
+
+    # Backbone network architecture. Supported values are: resnet50,
+    # resnet101. You can also provide a callable with the signature of
+    # model.resnet_graph; then also supply COMPUTE_BACKBONE_SHAPE.
+    BACKBONE = "resnet101"
+
+    # Only useful if you supply a callable to BACKBONE. Should compute the
+    # shape of each layer of the FPN Pyramid. See model.compute_backbone_shapes
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # The strides of each layer of the FPN Pyramid (P2..P6).
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Size of the fully-connected layers in the classification graph
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Size of the top-down layers used to build the feature pyramid
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classification classes (including background)
+    NUM_CLASSES = 1  # Override in sub-classes
+
+    # Length of square anchor side in pixels, one per pyramid level
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+
+    # Ratios of anchors at each cell (width/height)
+    # A value of 1 represents a square anchor, and 0.5 is a wide anchor
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+
+    # Anchor stride: 1 creates anchors at every feature map cell, 2 at every
+    # other cell, and so on.
+    RPN_ANCHOR_STRIDE = 1
+
+    # Non-max suppression threshold to filter RPN proposals.
+    RPN_NMS_THRESHOLD = 0.7
+
+    # How many anchors per image to use for RPN training
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+
+    # ROIs kept after tf.nn.top_k and before non-maximum suppression
+    PRE_NMS_LIMIT = 6000
+
+    # ROIs kept after non-maximum suppression (training and inference)
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # If enabled, resizes instance masks to a smaller size to reduce
+    # memory load. Recommended when using high-resolution images.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width) of the mini-mask
+
+    # Input image resizing (see utils.resize_image):
+    # none:   No resizing or padding. Return the image unchanged.
+    # square: Resize and pad with zeros to get a square image
+    #         of size [max_dim, max_dim].
+    # pad64:  Pads width and height with zeros to make them multiples of 64.
+    # crop:   Picks random crops of IMAGE_MIN_DIM x IMAGE_MIN_DIM (training).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum scaling ratio. Checked after MIN_IMAGE_DIM and can force further
+    # up scaling. In 'square' mode, it can be overruled by IMAGE_MAX_DIM.
+    IMAGE_MIN_SCALE = 0
+    # Number of color channels per image. RGB = 3, grayscale = 1, RGB-D = 4
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Image mean (RGB)
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # Number of ROIs per image to feed to classifier/mask heads
+    TRAIN_ROIS_PER_IMAGE = 200
+
+    # Percent of positive ROIs used to train classifier/mask heads
+    ROI_POSITIVE_RATIO = 0.33
+
+    # Pooled ROIs
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+
+    # Shape of output mask. The mask head upsamples MASK_POOL_SIZE by 2.
+    MASK_SHAPE = [28, 28]
+
+    # Maximum number of ground truth instances to use in one image
+    MAX_GT_INSTANCES = 100
+
+    # Bounding box refinement standard deviation for RPN and final detections.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Max number of final detections
+    DETECTION_MAX_INSTANCES = 100
+
+    # Minimum probability value to accept a detected instance
+    DETECTION_MIN_CONFIDENCE = 0.7
+
+    # Non-maximum suppression threshold for detection
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # Learning rate and momentum
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+
+    # Weight decay regularization
+    WEIGHT_DECAY = 0.0001
+
+    # Loss weights for more precise optimization.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.,
+        "rpn_bbox_loss": 1.,
+        "mrcnn_class_loss": 1.,
+        "mrcnn_bbox_loss": 1.,
+        "mrcnn_mask_loss": 1.
+    }
+
+    # Use RPN ROIs or externally generated ROIs for training
+    USE_RPN_ROIS = True
+
+    # Train or freeze batch normalization layers
+    #     None: Train BN layers. This is the normal mode
+    #     False: Freeze BN layers. Good when using a small batch size
+    #     True: (don't use). Set layer in training mode even when predicting
+    TRAIN_BN = False  # Defaulting to False since batch size is often small
+
+    # Gradient norm clipping
+    GRADIENT_CLIP_NORM = 5.0
+
+    def __init__(self):
+        """Kept for compatibility: subclasses call ``super().__init__()``.
+
+        Derived values are properties and need no set-up here.
+        """
+
+    # ------------------------------------------------------------------
+    # Derived values: recomputed on every read so later edits are honoured.
+    # ------------------------------------------------------------------
+    @property
+    def BATCH_SIZE(self):
+        """Effective batch size: IMAGES_PER_GPU * GPU_COUNT."""
+        return self.IMAGES_PER_GPU * self.GPU_COUNT
+
+    @property
+    def IMAGE_SHAPE(self):
+        """[height, width, channels] of the molded network input."""
+        if self.IMAGE_RESIZE_MODE == "crop":
+            side = self.IMAGE_MIN_DIM
+        else:
+            side = self.IMAGE_MAX_DIM
+        return np.array([side, side, self.IMAGE_CHANNEL_COUNT])
+
+    @property
+    def IMAGE_META_SIZE(self):
+        """Length of image_meta: see model.compose_image_meta()."""
+        return 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+
+    # ------------------------------------------------------------------
+    # Display and serialisation
+    # ------------------------------------------------------------------
+    def _attribute_names(self):
+        """Names of all configuration values: upper-case, non-private."""
+        return [a for a in dir(self)
+                if a.isupper() and not a.startswith("_")]
+
+    def display(self):
+        """Display Configuration values."""
+        print("\nConfigurations:")
+        for a in dir(self):
+            if not a.startswith("__") and not callable(getattr(self, a)):
+                print("{:30} {}".format(a, getattr(self, a)))
+        print("\n")
+
+    def to_dict(self):
+        """All configuration values (derived ones included) as a plain dict
+        of JSON-serialisable values.
+
+        NumPy arrays become lists, tuples become lists, and a callable (for
+        example a custom BACKBONE) becomes its import path "module:qualname".
+        """
+        return {name: _to_plain(getattr(self, name), name)
+                for name in self._attribute_names()}
+
+    def to_json(self, path=None, indent=2):
+        """Serialise to JSON. Writes ``path`` if given; returns the text."""
+        text = json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build a config of this class with ``values`` set on the instance.
+
+        Values whose default in the class is a NumPy array or a tuple are
+        converted back to that type; import paths of callables recorded by
+        ``to_dict()`` for BACKBONE / COMPUTE_BACKBONE_SHAPE are imported.
+        Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are skipped:
+        they follow from the others.
+        """
+        if not isinstance(values, dict):
+            raise TypeError("Config.from_dict() expects a dict, got {}".format(
+                type(values).__name__))
+        config = cls()
+        for name, value in values.items():
+            if name in DERIVED_ATTRIBUTES:
+                continue
+            if not name.isupper():
+                raise ConfigError(
+                    "Config.from_dict(): key {!r} is not a configuration value "
+                    "(configuration names are upper case)".format(name))
+            default = getattr(cls, name, None)
+            setattr(config, name, _from_plain(value, default, name))
+        return config
+
+    @classmethod
+    def from_json(cls, path_or_text):
+        """Inverse of ``to_json()``: accepts a file path or the JSON text."""
+        text = path_or_text
+        if not path_or_text.lstrip().startswith("{"):
+            with open(path_or_text) as f:
+                text = f.read()
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError("Config.from_json(): not valid JSON ({})".format(e)) from e
+        return cls.from_dict(values)
+
+    # ------------------------------------------------------------------
+    # Validation
+    # ------------------------------------------------------------------
+    def validate(self):
+        """Check the configuration; raise ConfigError listing every problem.
+
+        Returns self so it can be chained: ``config = MyConfig().validate()``.
+        """
+        problems = []
+        add = problems.append
+
+        if self.MODEL in RESERVED_MODELS:
+            add("MODEL={!r} is reserved for a model mode that is not available in "
+                "this version; use MODEL='mask_rcnn'".format(self.MODEL))
+        elif self.MODEL not in AVAILABLE_MODELS:
+            add("MODEL={!r} is unknown; available: {}".format(
+                self.MODEL, ", ".join(AVAILABLE_MODELS)))
+
+        for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
+                     "VALIDATION_STEPS", "MAX_GT_INSTANCES",
+                     "DETECTION_MAX_INSTANCES", "TRAIN_ROIS_PER_IMAGE",
+                     "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
+                     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE",
+                     "POOL_SIZE", "MASK_POOL_SIZE", "RPN_ANCHOR_STRIDE",
+                     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE",
+                     "IMAGE_CHANNEL_COUNT"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                add("{} must be a positive integer, got {!r}".format(name, value))
+
+        if not _is_int(self.NUM_CLASSES) or self.NUM_CLASSES < 2:
+            add("NUM_CLASSES must be at least 2 (background + one class), got {!r}; "
+                "set it to 1 + the number of object classes".format(self.NUM_CLASSES))
+
+        if callable(self.BACKBONE):
+            if not callable(self.COMPUTE_BACKBONE_SHAPE):
+                add("BACKBONE is a callable, so COMPUTE_BACKBONE_SHAPE must be a "
+                    "callable too (see model.compute_backbone_shapes)")
+        elif self.BACKBONE not in BACKBONES:
+            add("BACKBONE={!r} is unknown; use one of {} or a callable".format(
+                self.BACKBONE, ", ".join(BACKBONES)))
+
+        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
+            add("IMAGE_RESIZE_MODE={!r} is unknown; use one of {}".format(
+                self.IMAGE_RESIZE_MODE, ", ".join(RESIZE_MODES)))
+        else:
+            self._validate_image_size(add)
+
+        ratios = np.asarray(self.RPN_ANCHOR_RATIOS, dtype=object).ravel()
+        if ratios.size == 0 or not all(
+                isinstance(r, numbers.Real) and np.isfinite(r) and r > 0 for r in ratios):
+            add("RPN_ANCHOR_RATIOS must be a non-empty list of positive numbers "
+                "(width/height), got {!r}".format(self.RPN_ANCHOR_RATIOS))
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            add("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
+                "give one anchor scale per pyramid level".format(
+                    len(self.RPN_ANCHOR_SCALES), len(self.BACKBONE_STRIDES)))
+        if any(not isinstance(s, numbers.Real) or s <= 0 for s in self.RPN_ANCHOR_SCALES):
+            add("RPN_ANCHOR_SCALES must be positive, got {!r}".format(
+                self.RPN_ANCHOR_SCALES))
+
+        for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD",
+                     "DETECTION_MIN_CONFIDENCE"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+                add("{} must be between 0 and 1, got {!r}".format(name, value))
+        if not isinstance(self.ROI_POSITIVE_RATIO, numbers.Real) or \
+                not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            add("ROI_POSITIVE_RATIO must be in (0, 1], got {!r}".format(
+                self.ROI_POSITIVE_RATIO))
+
+        if len(np.ravel(self.MEAN_PIXEL)) != self.IMAGE_CHANNEL_COUNT:
+            add("MEAN_PIXEL has {} values but IMAGE_CHANNEL_COUNT is {}".format(
+                len(np.ravel(self.MEAN_PIXEL)), self.IMAGE_CHANNEL_COUNT))
+        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            value = np.ravel(getattr(self, name))
+            if value.shape != (4,) or np.any(value <= 0):
+                add("{} must be 4 positive numbers, got {!r}".format(
+                    name, getattr(self, name)))
+
+        mask_shape = list(self.MASK_SHAPE)
+        if _is_int(self.MASK_POOL_SIZE) and mask_shape != [2 * self.MASK_POOL_SIZE] * 2:
+            add("MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {} because the mask "
+                "head upsamples its pooled features once; got {!r}".format(
+                    [2 * self.MASK_POOL_SIZE] * 2, self.MASK_SHAPE))
+        mini = tuple(self.MINI_MASK_SHAPE)
+        if len(mini) != 2 or not all(_is_int(v) and v > 0 for v in mini):
+            add("MINI_MASK_SHAPE must be (height, width) of positive integers, "
+                "got {!r}".format(self.MINI_MASK_SHAPE))
+
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        if unknown:
+            add("LOSS_WEIGHTS has unknown keys {}; known: {}".format(
+                sorted(unknown), ", ".join(LOSS_NAMES)))
+        if any(not isinstance(w, numbers.Real) or w < 0
+               for w in self.LOSS_WEIGHTS.values()):
+            add("LOSS_WEIGHTS values must be non-negative numbers")
+
+        if self.TRAIN_BN not in (None, True, False):
+            add("TRAIN_BN must be None (train BN), False (freeze) or True, got {!r}"
+                .format(self.TRAIN_BN))
+        for name in ("LEARNING_RATE", "LEARNING_MOMENTUM", "WEIGHT_DECAY"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or value < 0:
+                add("{} must be a non-negative number, got {!r}".format(name, value))
+        if self.GRADIENT_CLIP_NORM is not None and (
+                not isinstance(self.GRADIENT_CLIP_NORM, numbers.Real)
+                or self.GRADIENT_CLIP_NORM <= 0):
+            add("GRADIENT_CLIP_NORM must be a positive number or None, got {!r}"
+                .format(self.GRADIENT_CLIP_NORM))
+
+        if problems:
+            raise ConfigError("Invalid configuration {}:\n  - {}".format(
+                type(self).__name__, "\n  - ".join(problems)))
+        return self
+
+    def _validate_image_size(self, add):
+        """Image sides must survive 6 halvings (P2..P6 and back up)."""
+        mode = self.IMAGE_RESIZE_MODE
+        checks = []
+        if mode == "square":
+            checks.append("IMAGE_MAX_DIM")
+        elif mode in ("crop", "pad64"):
+            if mode == "crop" or self.IMAGE_MIN_DIM:
+                checks.append("IMAGE_MIN_DIM")
+        for name in checks:
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0 or value % 64:
+                add("{}={!r} must be a positive multiple of 64 in {!r} mode, so the "
+                    "image can be halved 6 times for the feature pyramid; try {}"
+                    .format(name, value, mode, _nearest_multiple(value, 64)))
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _nearest_multiple(value, base):
+    try:
+        return max(base, int(round(float(value) / base)) * base)
+    except (TypeError, ValueError):
+        return base
+
+
+def _to_plain(value, name):
+    """Convert a config value to something json.dumps accepts."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v, name) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v, name) for k, v in value.items()}
+    if callable(value):
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", None)
+        if not module or not qualname or "<" in qualname:
+            raise ConfigError(
+                "{} is a callable that cannot be recorded by name ({!r}); define it "
+                "at module level so it can be imported".format(name, value))
+        return "{}:{}".format(module, qualname)
+    return value
+
+
+def _from_plain(value, default, name):
+    """Convert a JSON value back to the type of the class default."""
+    if isinstance(default, np.ndarray):
+        return np.array(value, dtype=default.dtype)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE") and isinstance(value, str) \
+            and ":" in value:
+        module_name, qualname = value.split(":", 1)
+        try:
+            obj = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError("{}: cannot import {!r} recorded in the config ({})"
+                              .format(name, value, e)) from e
+        return obj
+    return value
