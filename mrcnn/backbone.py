@@ -1,0 +1,274 @@
+"""
+Mask R-CNN
+ResNet backbone, feature pyramid network and the region proposal network:
+the parts every model mode shares.
+
+Layer names are part of the public contract: the released Mask R-CNN
+weights (Keras 2 HDF5) load by name. The backbone is ``conv1``, ``bn_conv1``
+and ``res{stage}{block}_branch2a|2b|2c|1`` with ``bn...`` twins; the FPN is
+``fpn_c5p5 ... fpn_c2p2`` and ``fpn_p2 ... fpn_p5``; the RPN is the nested
+model ``rpn_model`` holding ``rpn_conv_shared``, ``rpn_class_raw`` and
+``rpn_bbox_pred``.
+
+Tensors are NHWC. Feature map Ck has stride 2**k relative to the input.
+"""
+
+import math
+
+import keras
+from keras import layers as KL
+
+
+class BatchNorm(KL.BatchNormalization):
+    """Batch normalisation whose training mode is decided by the caller.
+
+    ``training`` is passed explicitly: False freezes the moving statistics
+    (the usual choice for small batches), None lets Keras decide (train mode
+    while fitting). Freezing gamma and beta as well is done by marking the
+    layer non-trainable (see ``MaskRCNN.set_trainable`` and TRAIN_BN); the
+    original left gamma/beta trainable when TRAIN_BN was False.
+    """
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=training)
+
+
+def _bn_training(train_bn):
+    """TRAIN_BN (None/True/False) -> the ``training`` argument for BatchNorm."""
+    return None if train_bn is None else bool(train_bn)
+
+
+def identity_block(input_tensor, kernel_size, filters, stage, block,
+                   use_bias=True, train_bn=True):
+    """The identity_block is the block that has no conv layer at shortcut.
+
+    input_tensor: [batch, H, W, C] with C == filters[2]
+    kernel_size: the kernel size of the middle conv layer at main path
+    filters: list of integers, the nb_filters of 3 conv layer at main path
+    stage: integer, current stage label, used for generating layer names
+    block: 'a','b'..., current block label, used for generating layer names
+    use_bias: Boolean. To use or not use a bias in conv layers.
+    train_bn: Boolean (or None). Train or freeze Batch Norm layers
+    """
+    nb_filter1, nb_filter2, nb_filter3 = filters
+    conv_name_base = 'res' + str(stage) + block + '_branch'
+    bn_name_base = 'bn' + str(stage) + block + '_branch'
+    training = _bn_training(train_bn)
+
+    x = KL.Conv2D(nb_filter1, (1, 1), name=conv_name_base + '2a',
+                  use_bias=use_bias)(input_tensor)
+    x = BatchNorm(name=bn_name_base + '2a')(x, training=training)
+    x = KL.Activation('relu')(x)
+
+    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding='same',
+                  name=conv_name_base + '2b', use_bias=use_bias)(x)
+    x = BatchNorm(name=bn_name_base + '2b')(x, training=training)
+    x = KL.Activation('relu')(x)
+
+    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + '2c',
+                  use_bias=use_bias)(x)
+    x = BatchNorm(name=bn_name_base + '2c')(x, training=training)
+
+    x = KL.Add()([x, input_tensor])
+    x = KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
+    return x
+
+
+def conv_block(input_tensor, kernel_size, filters, stage, block,
+               strides=(2, 2), use_bias=True, train_bn=True):
+    """conv_block is the block that has a conv layer at shortcut.
+
+    Same arguments as identity_block plus ``strides`` of the first conv
+    and of the shortcut. Output: [batch, H/s, W/s, filters[2]].
+    """
+    nb_filter1, nb_filter2, nb_filter3 = filters
+    conv_name_base = 'res' + str(stage) + block + '_branch'
+    bn_name_base = 'bn' + str(stage) + block + '_branch'
+    training = _bn_training(train_bn)
+
+    x = KL.Conv2D(nb_filter1, (1, 1), strides=strides,
+                  name=conv_name_base + '2a', use_bias=use_bias)(input_tensor)
+    x = BatchNorm(name=bn_name_base + '2a')(x, training=training)
+    x = KL.Activation('relu')(x)
+
+    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding='same',
+                  name=conv_name_base + '2b', use_bias=use_bias)(x)
+    x = BatchNorm(name=bn_name_base + '2b')(x, training=training)
+    x = KL.Activation('relu')(x)
+
+    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + '2c',
+                  use_bias=use_bias)(x)
+    x = BatchNorm(name=bn_name_base + '2c')(x, training=training)
+
+    shortcut = KL.Conv2D(nb_filter3, (1, 1), strides=strides,
+                         name=conv_name_base + '1', use_bias=use_bias)(input_tensor)
+    shortcut = BatchNorm(name=bn_name_base + '1')(shortcut, training=training)
+
+    x = KL.Add()([x, shortcut])
+    x = KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
+    return x
+
+
+RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+
+
+def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
+    """Build a ResNet graph.
+
+    input_image: [batch, H, W, channels] Keras tensor
+    architecture: Can be resnet50 or resnet101
+    stage5: Boolean. If False, stage5 of the network is not created
+    train_bn: Boolean (or None). Train or freeze Batch Norm layers
+
+    Returns: [C1, C2, C3, C4, C5] feature maps with strides 2, 4, 8, 16, 32
+    (C5 is None when stage5 is False).
+    """
+    if architecture not in RESNET_STAGE4_BLOCKS:
+        raise ValueError("Unknown ResNet architecture {!r}; use one of {}".format(
+            architecture, ", ".join(RESNET_STAGE4_BLOCKS)))
+    training = _bn_training(train_bn)
+    # Stage 1
+    x = KL.ZeroPadding2D((3, 3))(input_image)
+    x = KL.Conv2D(64, (7, 7), strides=(2, 2), name='conv1', use_bias=True)(x)
+    x = BatchNorm(name='bn_conv1')(x, training=training)
+    x = KL.Activation('relu')(x)
+    C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
+    # Stage 2
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block='a', strides=(1, 1), train_bn=train_bn)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block='b', train_bn=train_bn)
+    C2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block='c', train_bn=train_bn)
+    # Stage 3
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block='a', train_bn=train_bn)
+    for block in "bcd":
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, train_bn=train_bn)
+    C3 = x
+    # Stage 4
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block='a', train_bn=train_bn)
+    for i in range(RESNET_STAGE4_BLOCKS[architecture]):
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i),
+                           train_bn=train_bn)
+    C4 = x
+    # Stage 5
+    if stage5:
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block='a', train_bn=train_bn)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block='b', train_bn=train_bn)
+        C5 = identity_block(x, 3, [512, 512, 2048], stage=5, block='c', train_bn=train_bn)
+    else:
+        C5 = None
+    return [C1, C2, C3, C4, C5]
+
+
+def fpn_graph(C2, C3, C4, C5, pyramid_size):
+    """Top-down feature pyramid over ResNet stages 2-5.
+
+    C2..C5: backbone feature maps with strides 4, 8, 16, 32.
+    pyramid_size: channels of every pyramid level (TOP_DOWN_PYRAMID_SIZE).
+
+    Returns: [P2, P3, P4, P5, P6], strides 4..64, each [batch, h, w,
+    pyramid_size]. P6 (a stride-2 subsample of P5) is used by the RPN only.
+    """
+    P5 = KL.Conv2D(pyramid_size, (1, 1), name='fpn_c5p5')(C5)
+    P4 = KL.Add(name="fpn_p4add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p5upsampled")(P5),
+        KL.Conv2D(pyramid_size, (1, 1), name='fpn_c4p4')(C4)])
+    P3 = KL.Add(name="fpn_p3add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p4upsampled")(P4),
+        KL.Conv2D(pyramid_size, (1, 1), name='fpn_c3p3')(C3)])
+    P2 = KL.Add(name="fpn_p2add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p3upsampled")(P3),
+        KL.Conv2D(pyramid_size, (1, 1), name='fpn_c2p2')(C2)])
+    # Attach 3x3 conv to all P layers to get the final feature maps.
+    P2 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
+    P3 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
+    P4 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
+    P5 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
+    # P6 is used for the 5th anchor scale in RPN. Generated by
+    # subsampling from P5 with stride of 2.
+    P6 = KL.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
+    return [P2, P3, P4, P5, P6]
+
+
+def compute_backbone_shapes(config, image_shape):
+    """Computes the width and height of each stage of the backbone network.
+
+    Returns:
+        [N, (height, width)]. Where N is the number of stages
+    """
+    if callable(config.BACKBONE):
+        return config.COMPUTE_BACKBONE_SHAPE(image_shape)
+
+    # Currently supports ResNet only
+    if config.BACKBONE not in RESNET_STAGE4_BLOCKS:
+        raise ValueError("Unknown backbone {!r}".format(config.BACKBONE))
+    import numpy as np
+    return np.array(
+        [[int(math.ceil(image_shape[0] / stride)),
+          int(math.ceil(image_shape[1] / stride))]
+         for stride in config.BACKBONE_STRIDES])
+
+
+############################################################
+#  Region Proposal Network (RPN)
+############################################################
+
+def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+    """Builds the computation graph of Region Proposal Network.
+
+    feature_map: backbone features [batch, height, width, depth]
+    anchors_per_location: number of anchors per pixel in the feature map
+    anchor_stride: Controls the density of anchors. Typically 1 (anchors for
+                   every pixel in the feature map), or 2 (every other pixel).
+
+    Returns:
+        rpn_class_logits: [batch, H * W * anchors_per_location, 2] Anchor classifier logits (before softmax)
+        rpn_probs: [batch, H * W * anchors_per_location, 2] Anchor classifier probabilities.
+        rpn_bbox: [batch, H * W * anchors_per_location, (dy, dx, log(dh), log(dw))] Deltas to be
+                  applied to anchors.
+    """
+    # Shared convolutional base of the RPN
+    shared = KL.Conv2D(512, (3, 3), padding='same', activation='relu',
+                       strides=anchor_stride,
+                       name='rpn_conv_shared')(feature_map)
+
+    # Anchor Score. [batch, height, width, anchors per location * 2].
+    x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding='valid',
+                  activation='linear', name='rpn_class_raw')(shared)
+
+    # Reshape to [batch, anchors, 2]
+    rpn_class_logits = KL.Reshape((-1, 2))(x)
+
+    # Softmax on last dimension of BG/FG.
+    rpn_probs = KL.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+
+    # Bounding box refinement. [batch, H, W, anchors per location * depth]
+    # where depth is [x, y, log(w), log(h)]
+    x = KL.Conv2D(anchors_per_location * 4, (1, 1), padding="valid",
+                  activation='linear', name='rpn_bbox_pred')(shared)
+
+    # Reshape to [batch, anchors, 4]
+    rpn_bbox = KL.Reshape((-1, 4))(x)
+
+    return [rpn_class_logits, rpn_probs, rpn_bbox]
+
+
+def build_rpn_model(anchor_stride, anchors_per_location, depth):
+    """Builds a Keras model of the Region Proposal Network.
+    It wraps the RPN graph so it can be used multiple times with shared
+    weights.
+
+    anchors_per_location: number of anchors per pixel in the feature map
+    anchor_stride: Controls the density of anchors. Typically 1 (anchors for
+                   every pixel in the feature map), or 2 (every other pixel).
+    depth: Depth of the backbone feature map.
+
+    Returns a Keras Model object named "rpn_model". The model outputs, when
+    called, are:
+    rpn_class_logits: [batch, H * W * anchors_per_location, 2] Anchor classifier logits (before softmax)
+    rpn_probs: [batch, H * W * anchors_per_location, 2] Anchor classifier probabilities.
+    rpn_bbox: [batch, H * W * anchors_per_location, (dy, dx, log(dh), log(dw))] Deltas to be
+                applied to anchors.
+    """
+    input_feature_map = KL.Input(shape=[None, None, depth],
+                                 name="input_rpn_feature_map")
+    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride)
+    return keras.Model([input_feature_map], outputs, name="rpn_model")

@@ -1,0 +1,69 @@
+"""Tests for mrcnn.backbone: ResNet/FPN/RPN shapes and the layer names
+released weights load by."""
+import keras
+import numpy as np
+import pytest
+
+from mrcnn import backbone
+from mrcnn.config import Config
+
+
+def build(architecture, train_bn=False):
+    image = keras.Input(shape=[64, 64, 3], name="input_image")
+    C1, C2, C3, C4, C5 = backbone.resnet_graph(image, architecture, stage5=True,
+                                               train_bn=train_bn)
+    P = backbone.fpn_graph(C2, C3, C4, C5, 32)
+    return keras.Model(image, [C2, C3, C4, C5] + P)
+
+
+@pytest.mark.parametrize("architecture, last_block", [("resnet50", "f"), ("resnet101", "w")])
+def test_resnet_fpn_shapes_and_names(architecture, last_block):
+    model = build(architecture)
+    names = {layer.name for layer in model.layers}
+    for name in ["conv1", "bn_conv1", "res2a_branch2a", "bn2a_branch2a", "res2a_branch1",
+                 "bn2a_branch1", "res3d_branch2c", "res4{}_branch2c".format(last_block),
+                 "res5c_branch2c", "bn5c_branch2c", "fpn_c5p5", "fpn_c4p4", "fpn_c3p3",
+                 "fpn_c2p2", "fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6"]:
+        assert name in names, name
+    next_block = chr(ord(last_block) + 1)
+    assert "res4{}_branch2a".format(next_block) not in names
+    outputs = model.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0)
+    shapes = [o.shape for o in outputs]
+    assert shapes[:4] == [(2, 16, 16, 256), (2, 8, 8, 512), (2, 4, 4, 1024), (2, 2, 2, 2048)]
+    assert shapes[4:] == [(2, 16, 16, 32), (2, 8, 8, 32), (2, 4, 4, 32), (2, 2, 2, 32),
+                          (2, 1, 1, 32)]
+
+
+def test_resnet_rejects_unknown_architecture():
+    with pytest.raises(ValueError, match="Unknown ResNet architecture 'resnet18'"):
+        backbone.resnet_graph(keras.Input(shape=[64, 64, 3]), "resnet18")
+
+
+def test_batchnorm_training_flag_is_honoured():
+    bn = backbone.BatchNorm()
+    x = np.random.default_rng(0).normal(5, 2, (8, 4)).astype(np.float32)
+    frozen = bn(x, training=False).numpy()
+    # Untrained moving stats (mean 0, var 1): inference mode leaves x ~ unchanged.
+    np.testing.assert_allclose(frozen, x / np.sqrt(1 + bn.epsilon), rtol=1e-5)
+    trained = bn(x, training=True).numpy()
+    np.testing.assert_allclose(trained.mean(axis=0), 0, atol=1e-4)
+
+
+def test_rpn_model_outputs():
+    rpn = backbone.build_rpn_model(1, 3, 32)
+    assert rpn.name == "rpn_model"
+    assert {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"} <= {l.name for l in rpn.layers}
+    logits, probs, bbox = rpn.predict(np.zeros((2, 4, 5, 32), np.float32), verbose=0)
+    assert logits.shape == (2, 60, 2) and probs.shape == (2, 60, 2) and bbox.shape == (2, 60, 4)
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+
+
+def test_compute_backbone_shapes():
+    config = Config()
+    shapes = backbone.compute_backbone_shapes(config, [1024, 1024, 3])
+    np.testing.assert_array_equal(shapes, [[256, 256], [128, 128], [64, 64], [32, 32], [16, 16]])
+    np.testing.assert_array_equal(backbone.compute_backbone_shapes(config, [100, 200, 3])[-1],
+                                  [2, 4])
+    config.BACKBONE = lambda *a: None
+    config.COMPUTE_BACKBONE_SHAPE = lambda image_shape: [[1, 2]]
+    assert backbone.compute_backbone_shapes(config, [64, 64, 3]) == [[1, 2]]
