@@ -13,10 +13,10 @@ model ``rpn_model`` holding ``rpn_conv_shared``, ``rpn_class_raw`` and
 Tensors are NHWC. Feature map Ck has stride 2**k relative to the input.
 """
 
-import math
-
 import keras
 from keras import layers as KL
+
+from mrcnn.data import compute_backbone_shapes  # noqa: F401  (re-exported)
 
 
 class BatchNorm(KL.BatchNormalization):
@@ -186,25 +186,6 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size):
     # subsampling from P5 with stride of 2.
     P6 = KL.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
     return [P2, P3, P4, P5, P6]
-
-
-def compute_backbone_shapes(config, image_shape):
-    """Computes the width and height of each stage of the backbone network.
-
-    Returns:
-        [N, (height, width)]. Where N is the number of stages
-    """
-    if callable(config.BACKBONE):
-        return config.COMPUTE_BACKBONE_SHAPE(image_shape)
-
-    # Currently supports ResNet only
-    if config.BACKBONE not in RESNET_STAGE4_BLOCKS:
-        raise ValueError("Unknown backbone {!r}".format(config.BACKBONE))
-    import numpy as np
-    return np.array(
-        [[int(math.ceil(image_shape[0] / stride)),
-          int(math.ceil(image_shape[1] / stride))]
-         for stride in config.BACKBONE_STRIDES])
 
 
 ############################################################
