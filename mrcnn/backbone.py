@@ -38,53 +38,13 @@ def _bn_training(train_bn):
     return None if train_bn is None else bool(train_bn)
 
 
-def identity_block(input_tensor, kernel_size, filters, stage, block,
-                   use_bias=True, train_bn=True):
-    """The identity_block is the block that has no conv layer at shortcut.
-
-    input_tensor: [batch, H, W, C] with C == filters[2]
-    kernel_size: the kernel size of the middle conv layer at main path
-    filters: list of integers, the nb_filters of 3 conv layer at main path
-    stage: integer, current stage label, used for generating layer names
-    block: 'a','b'..., current block label, used for generating layer names
-    use_bias: Boolean. To use or not use a bias in conv layers.
-    train_bn: Boolean (or None). Train or freeze Batch Norm layers
-    """
+def _bottleneck(input_tensor, kernel_size, filters, stage, block, strides,
+                use_bias, training):
+    """Main path of a ResNet block: 1x1 (stride) -> kxk -> 1x1 convolutions
+    with batch norm, ReLU between them. Returns the last BN's output."""
     nb_filter1, nb_filter2, nb_filter3 = filters
     conv_name_base = 'res' + str(stage) + block + '_branch'
     bn_name_base = 'bn' + str(stage) + block + '_branch'
-    training = _bn_training(train_bn)
-
-    x = KL.Conv2D(nb_filter1, (1, 1), name=conv_name_base + '2a',
-                  use_bias=use_bias)(input_tensor)
-    x = BatchNorm(name=bn_name_base + '2a')(x, training=training)
-    x = KL.Activation('relu')(x)
-
-    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding='same',
-                  name=conv_name_base + '2b', use_bias=use_bias)(x)
-    x = BatchNorm(name=bn_name_base + '2b')(x, training=training)
-    x = KL.Activation('relu')(x)
-
-    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + '2c',
-                  use_bias=use_bias)(x)
-    x = BatchNorm(name=bn_name_base + '2c')(x, training=training)
-
-    x = KL.Add()([x, input_tensor])
-    x = KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
-    return x
-
-
-def conv_block(input_tensor, kernel_size, filters, stage, block,
-               strides=(2, 2), use_bias=True, train_bn=True):
-    """conv_block is the block that has a conv layer at shortcut.
-
-    Same arguments as identity_block plus ``strides`` of the first conv
-    and of the shortcut. Output: [batch, H/s, W/s, filters[2]].
-    """
-    nb_filter1, nb_filter2, nb_filter3 = filters
-    conv_name_base = 'res' + str(stage) + block + '_branch'
-    bn_name_base = 'bn' + str(stage) + block + '_branch'
-    training = _bn_training(train_bn)
 
     x = KL.Conv2D(nb_filter1, (1, 1), strides=strides,
                   name=conv_name_base + '2a', use_bias=use_bias)(input_tensor)
@@ -98,8 +58,41 @@ def conv_block(input_tensor, kernel_size, filters, stage, block,
 
     x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + '2c',
                   use_bias=use_bias)(x)
-    x = BatchNorm(name=bn_name_base + '2c')(x, training=training)
+    return BatchNorm(name=bn_name_base + '2c')(x, training=training)
 
+
+def identity_block(input_tensor, kernel_size, filters, stage, block,
+                   use_bias=True, train_bn=True):
+    """The identity_block is the block that has no conv layer at shortcut.
+
+    input_tensor: [batch, H, W, C] with C == filters[2]
+    kernel_size: the kernel size of the middle conv layer at main path
+    filters: list of integers, the nb_filters of 3 conv layer at main path
+    stage: integer, current stage label, used for generating layer names
+    block: 'a','b'..., current block label, used for generating layer names
+    use_bias: Boolean. To use or not use a bias in conv layers.
+    train_bn: Boolean (or None). Train or freeze Batch Norm layers
+    """
+    x = _bottleneck(input_tensor, kernel_size, filters, stage, block, (1, 1),
+                    use_bias, _bn_training(train_bn))
+    x = KL.Add()([x, input_tensor])
+    x = KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
+    return x
+
+
+def conv_block(input_tensor, kernel_size, filters, stage, block,
+               strides=(2, 2), use_bias=True, train_bn=True):
+    """conv_block is the block that has a conv layer at shortcut.
+
+    Same arguments as identity_block plus ``strides`` of the first conv
+    and of the shortcut. Output: [batch, H/s, W/s, filters[2]].
+    """
+    training = _bn_training(train_bn)
+    x = _bottleneck(input_tensor, kernel_size, filters, stage, block, strides,
+                    use_bias, training)
+    nb_filter3 = filters[2]
+    conv_name_base = 'res' + str(stage) + block + '_branch'
+    bn_name_base = 'bn' + str(stage) + block + '_branch'
     shortcut = KL.Conv2D(nb_filter3, (1, 1), strides=strides,
                          name=conv_name_base + '1', use_bias=use_bias)(input_tensor)
     shortcut = BatchNorm(name=bn_name_base + '1')(shortcut, training=training)

@@ -99,8 +99,14 @@ def compute_overlaps(boxes1, boxes2):
         boxes1 = boxes1.astype(np.float64)
     if boxes2.dtype.kind != "f":
         boxes2 = boxes2.astype(np.float64)
-    overlaps = _pairwise_iou(np.ascontiguousarray(boxes1.T), np.ascontiguousarray(boxes2.T),
-                             _box_areas(boxes1), _box_areas(boxes2))
+    columns1, columns2 = np.ascontiguousarray(boxes1.T), np.ascontiguousarray(boxes2.T)
+    area1, area2 = _box_areas(boxes1), _box_areas(boxes2)
+    overlaps = np.empty((boxes1.shape[0], boxes2.shape[0]),
+                        dtype=np.result_type(boxes1.dtype, boxes2.dtype))
+    # Row blocks keep the temporaries in cache.
+    for start in range(0, boxes1.shape[0], 128):
+        rows = slice(start, start + 128)
+        overlaps[rows] = _pairwise_iou(columns1[:, rows], columns2, area1[rows], area2)
     return overlaps.astype(np.float64, copy=False)
 
 

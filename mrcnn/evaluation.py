@@ -93,10 +93,12 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
     pred_boxes = pred_boxes[indices]
     pred_class_ids = np.asarray(pred_class_ids)[indices]
     pred_scores = pred_scores[indices]
-    pred_masks = np.asarray(pred_masks)[..., indices]
 
-    # Compute IoU overlaps [pred_masks, gt_masks]
-    overlaps = compute_overlaps_masks(pred_masks, gt_masks)
+    # Compute IoU overlaps [pred_masks, gt_masks] on the masks as given and
+    # reorder the rows: reordering a [H, W, N] mask array costs more than
+    # the overlaps themselves.
+    pred_masks = np.asarray(pred_masks)[..., :pred_boxes.shape[0]]
+    overlaps = compute_overlaps_masks(pred_masks, gt_masks)[indices]
 
     pred_match = -1 * np.ones([pred_boxes.shape[0]])
     gt_match = -1 * np.ones([gt_boxes.shape[0]])

@@ -153,6 +153,33 @@ def _as_float_list(values):
     return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
+class ConfiguredLayer(KL.Layer):
+    """Base of layers whose settings come from a Config.
+
+    ``FIELDS`` maps each setting to (Config attribute, converter, default).
+    Built from a config (``Layer(config, name=...)``) the attributes are
+    read from it; rebuilt by ``from_config`` the settings come back as
+    keyword arguments. ``self.settings`` holds plain Python values, which
+    is also what ``get_config`` records.
+    """
+    FIELDS = {}
+
+    def __init__(self, config=None, **kwargs):
+        settings = {}
+        for name, (attribute, convert, default) in self.FIELDS.items():
+            value = kwargs.pop(name, None)
+            if config is not None:
+                value = getattr(config, attribute)
+            settings[name] = convert(default if value is None else value)
+        super().__init__(**kwargs)
+        self.settings = settings
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.settings)
+        return config
+
+
 ############################################################
 #  Proposal Layer
 ############################################################
@@ -453,7 +480,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
             tf.ensure_shape(masks, [rois_per_image, mask_h, mask_w]))
 
 
-class DetectionTargetLayer(KL.Layer):
+class DetectionTargetLayer(ConfiguredLayer):
     """Subsamples proposals and generates target box refinement, class_ids,
     and masks for each.
 
@@ -481,28 +508,13 @@ class DetectionTargetLayer(KL.Layer):
     so any batch size works.
     """
 
-    def __init__(self, config=None, train_rois_per_image=200, roi_positive_ratio=0.33,
-                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), mask_shape=(28, 28),
-                 use_mini_mask=True, **kwargs):
-        super().__init__(**kwargs)
-        if config is not None:
-            train_rois_per_image = config.TRAIN_ROIS_PER_IMAGE
-            roi_positive_ratio = config.ROI_POSITIVE_RATIO
-            bbox_std_dev = config.BBOX_STD_DEV
-            mask_shape = config.MASK_SHAPE
-            use_mini_mask = config.USE_MINI_MASK
-        self.settings = {
-            "train_rois_per_image": int(train_rois_per_image),
-            "roi_positive_ratio": float(roi_positive_ratio),
-            "bbox_std_dev": _as_float_list(bbox_std_dev),
-            "mask_shape": [int(s) for s in mask_shape],
-            "use_mini_mask": bool(use_mini_mask),
-        }
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.settings)
-        return config
+    FIELDS = {
+        "train_rois_per_image": ("TRAIN_ROIS_PER_IMAGE", int, 200),
+        "roi_positive_ratio": ("ROI_POSITIVE_RATIO", float, 0.33),
+        "bbox_std_dev": ("BBOX_STD_DEV", _as_float_list, (0.1, 0.1, 0.2, 0.2)),
+        "mask_shape": ("MASK_SHAPE", lambda v: [int(s) for s in v], (28, 28)),
+        "use_mini_mask": ("USE_MINI_MASK", bool, True),
+    }
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
@@ -582,7 +594,7 @@ def refine_detections_graph(rois, probs, deltas, window, settings):
     return detections * valid_f
 
 
-class DetectionLayer(KL.Layer):
+class DetectionLayer(ConfiguredLayer):
     """Takes classified proposal boxes and their bounding box deltas and
     returns the final detection boxes.
 
@@ -594,25 +606,12 @@ class DetectionLayer(KL.Layer):
     coordinates are normalized.
     """
 
-    def __init__(self, config=None, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 min_confidence=0.7, nms_threshold=0.3, max_instances=100, **kwargs):
-        super().__init__(**kwargs)
-        if config is not None:
-            bbox_std_dev = config.BBOX_STD_DEV
-            min_confidence = config.DETECTION_MIN_CONFIDENCE
-            nms_threshold = config.DETECTION_NMS_THRESHOLD
-            max_instances = config.DETECTION_MAX_INSTANCES
-        self.settings = {
-            "bbox_std_dev": _as_float_list(bbox_std_dev),
-            "min_confidence": float(min_confidence),
-            "nms_threshold": float(nms_threshold),
-            "max_instances": int(max_instances),
-        }
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.settings)
-        return config
+    FIELDS = {
+        "bbox_std_dev": ("BBOX_STD_DEV", _as_float_list, (0.1, 0.1, 0.2, 0.2)),
+        "min_confidence": ("DETECTION_MIN_CONFIDENCE", float, 0.7),
+        "nms_threshold": ("DETECTION_NMS_THRESHOLD", float, 0.3),
+        "max_instances": ("DETECTION_MAX_INSTANCES", int, 100),
+    }
 
     def call(self, inputs):
         rois, mrcnn_class, mrcnn_bbox, image_meta = inputs
