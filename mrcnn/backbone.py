@@ -19,6 +19,7 @@ from keras import layers as KL
 from mrcnn.data import compute_backbone_shapes  # noqa: F401  (re-exported)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class BatchNorm(KL.BatchNormalization):
     """Batch normalisation whose training mode is decided by the caller.
 

@@ -201,6 +201,21 @@ class Config(object):
     # Gradient norm clipping
     GRADIENT_CLIP_NORM = 5.0
 
+    # ---- Additions (not in the original; defaults keep its behaviour) ----
+
+    # Width of the mask head's four 3x3 convolutions and its deconvolution.
+    # The released weights use 256; smaller heads train faster from scratch.
+    MASK_HEAD_CHANNELS = 256
+
+    # Linear learning-rate warm-up over this many optimizer steps at the
+    # start of each train() call (0: constant learning rate, as the original).
+    # Helps training from random initialisation.
+    LEARNING_RATE_WARMUP_STEPS = 0
+
+    # Train with float16 activations and a dynamic loss scale. Worth it on
+    # GPUs with tensor cores; slower on CPUs.
+    MIXED_PRECISION = False
+
     def __init__(self):
         """Kept for compatibility: subclasses call ``super().__init__()``.
 
@@ -411,6 +426,15 @@ class Config(object):
                 or self.GRADIENT_CLIP_NORM <= 0):
             add("GRADIENT_CLIP_NORM must be a positive number or None, got {!r}"
                 .format(self.GRADIENT_CLIP_NORM))
+
+        if not _is_int(self.MASK_HEAD_CHANNELS) or self.MASK_HEAD_CHANNELS < 1:
+            add("MASK_HEAD_CHANNELS must be a positive integer, got {!r}".format(
+                self.MASK_HEAD_CHANNELS))
+        if not _is_int(self.LEARNING_RATE_WARMUP_STEPS) or self.LEARNING_RATE_WARMUP_STEPS < 0:
+            add("LEARNING_RATE_WARMUP_STEPS must be a non-negative integer, got {!r}".format(
+                self.LEARNING_RATE_WARMUP_STEPS))
+        if self.MIXED_PRECISION not in (True, False):
+            add("MIXED_PRECISION must be True or False, got {!r}".format(self.MIXED_PRECISION))
 
         if problems:
             raise ConfigError("Invalid configuration {}:\n  - {}".format(

@@ -15,6 +15,7 @@ divided by ``(h - 1, w - 1)``), which is what ``tf.image.crop_and_resize``
 expects.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers as KL
@@ -26,6 +27,12 @@ from mrcnn.boxes import box_refinement_graph
 #  Graph helpers
 ############################################################
 
+# Largest log-scale change applied to a box: a box may grow at most
+# 1000/16 times. Untrained or diverging heads can predict huge log(dh);
+# exp() of those overflows to inf and the NaN boxes poison every loss.
+BBOX_LOG_SCALE_CLIP = float(np.log(1000.0 / 16))
+
+
 def apply_box_deltas_graph(boxes, deltas):
     """Applies the given deltas to the given boxes.
 
@@ -33,6 +40,10 @@ def apply_box_deltas_graph(boxes, deltas):
     deltas: [..., (dy, dx, log(dh), log(dw))] refinements to apply
 
     Returns: [..., (y1, x1, y2, x2)], same leading shape.
+
+    Differs from the original: log(dh) and log(dw) are clipped at
+    BBOX_LOG_SCALE_CLIP (log(1000/16), as in torchvision), so exp() cannot
+    overflow. Deltas from a trained model are far below the clip.
     """
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
@@ -40,8 +51,8 @@ def apply_box_deltas_graph(boxes, deltas):
     center_x = boxes[..., 1] + 0.5 * width
     center_y += deltas[..., 0] * height
     center_x += deltas[..., 1] * width
-    height *= tf.exp(deltas[..., 2])
-    width *= tf.exp(deltas[..., 3])
+    height *= tf.exp(tf.minimum(deltas[..., 2], BBOX_LOG_SCALE_CLIP))
+    width *= tf.exp(tf.minimum(deltas[..., 3], BBOX_LOG_SCALE_CLIP))
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     y2 = y1 + height
@@ -184,6 +195,7 @@ class ConfiguredLayer(KL.Layer):
 #  Proposal Layer
 ############################################################
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(KL.Layer):
     """Receives anchor scores and selects a subset to pass as proposals
     to the second stage. Filtering is done based on anchor scores and
@@ -284,6 +296,7 @@ def roi_levels_graph(boxes, image_shape):
     return tf.minimum(5, tf.maximum(2, roi_level))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(KL.Layer):
     """Implements ROI Pooling on multiple levels of the feature pyramid.
 
@@ -480,6 +493,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
             tf.ensure_shape(masks, [rois_per_image, mask_h, mask_w]))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionTargetLayer(ConfiguredLayer):
     """Subsamples proposals and generates target box refinement, class_ids,
     and masks for each.
@@ -594,6 +608,7 @@ def refine_detections_graph(rois, probs, deltas, window, settings):
     return detections * valid_f
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(ConfiguredLayer):
     """Takes classified proposal boxes and their bounding box deltas and
     returns the final detection boxes.

@@ -48,8 +48,12 @@ def test_reference_defaults():
                                                    "mrcnn_class_loss", "mrcnn_bbox_loss",
                                                    "mrcnn_mask_loss")}
     assert config.MODEL == "mask_rcnn"
-    # 45 reference attributes + MODEL + 3 derived values.
-    assert len(config.to_dict()) == 45 + 1 + 3
+    # Additions keep the original's behaviour by default.
+    assert config.MASK_HEAD_CHANNELS == 256
+    assert config.LEARNING_RATE_WARMUP_STEPS == 0
+    assert config.MIXED_PRECISION is False
+    # 45 reference attributes + MODEL + 3 additions + 3 derived values.
+    assert len(config.to_dict()) == 45 + 1 + 3 + 3
 
 
 def test_derived_values_follow_later_edits():

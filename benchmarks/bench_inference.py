@@ -1,0 +1,125 @@
+"""Inference speed: steady-state ``detect()`` latency and peak memory of an
+inference MaskRCNN with random weights and default detection settings
+(COCO class count), plus the backbone's convolution throughput.
+
+Usage (from the repository root):
+
+    python benchmarks/bench_inference.py                 # resnet50@1024, resnet101@1024, resnet50@512
+    python benchmarks/bench_inference.py --only resnet50@512 --runs 3
+
+Each case runs in its own subprocess so peak RSS is per case. Per case:
+build the model, warm up with 2 calls, then time ``--runs`` calls on one
+random 1024x768 photo-sized image (median and min). The backbone (ResNet +
+FPN, i.e. everything before the RPN) is timed alone as well, and its FLOPs
+are counted from the Conv2D layers' shapes, giving GFLOP/s.
+Prints one JSON object.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CASES = {"resnet50@1024": ("resnet50", 1024), "resnet101@1024": ("resnet101", 1024),
+         "resnet50@512": ("resnet50", 512)}
+
+
+def run_case(name, runs):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mrcnn import model as modellib
+    from mrcnn.config import Config
+
+    backbone, size = CASES[name]
+
+    class BenchConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        BACKBONE = backbone
+        IMAGE_MIN_DIM = size
+        IMAGE_MAX_DIM = size
+
+    keras.utils.set_random_seed(0)
+    model = modellib.MaskRCNN("inference", BenchConfig(), "/tmp/bench_inference_logs")
+    image = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    for _ in range(2):
+        model.detect([image])
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.detect([image])
+        times.append(time.perf_counter() - t)
+
+    # Backbone alone (ResNet + FPN: image -> P2..P6), built with a fixed
+    # input size so every layer's output shape, hence its FLOPs, is known.
+    from mrcnn.backbone import fpn_graph, resnet_graph
+    image_input = keras.Input((size, size, 3))
+    _, c2, c3, c4, c5 = resnet_graph(image_input, backbone, stage5=True, train_bn=False)
+    backbone_model = keras.Model(image_input, fpn_graph(c2, c3, c4, c5, 256))
+    fn = tf.function(lambda x: backbone_model(x, training=False))
+    x = tf.random.uniform((1, size, size, 3))
+    for _ in range(2):
+        fn(x)
+    b_times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        [o.numpy() for o in fn(x)]
+        b_times.append(time.perf_counter() - t)
+    flops = 0
+    for layer in backbone_model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out_h, out_w = layer.output.shape[1:3]
+            kh, kw = layer.kernel_size
+            flops += 2 * out_h * out_w * kh * kw * layer.kernel.shape[2] * layer.filters
+    b_median = statistics.median(b_times)
+    return {
+        "case": name, "backbone": backbone, "image_size": size,
+        "detect_median_s": round(statistics.median(times), 3),
+        "detect_min_s": round(min(times), 3),
+        "backbone_median_s": round(b_median, 3),
+        "backbone_gflop": round(flops / 1e9, 1),
+        "backbone_gflops_per_s": round(flops / 1e9 / b_median, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "runs": runs,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=sorted(CASES), action="append")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.runs)))
+        return
+    results = []
+    for name in args.only or list(CASES):
+        print("running", name, file=sys.stderr)
+        out = subprocess.run([sys.executable, __file__, "--case", name, "--runs",
+                              str(args.runs)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit("case {} failed:\n{}".format(name, out.stderr[-3000:]))
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(json.dumps({
+        "benchmark": "bench_inference",
+        "targets_s": {"resnet50@1024": 2.5, "resnet50@512": 0.8},
+        "results": results,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "python": platform.python_version()},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

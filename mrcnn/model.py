@@ -1,0 +1,410 @@
+"""
+Mask R-CNN
+The main Mask R-CNN model implementation.
+
+Copyright (c) 2017 Matterport, Inc. (original design), rebuilt for Keras 3.
+Licensed under the MIT License (see LICENSE for details)
+
+This module is the front door the original's users import as ``modellib``:
+``MaskRCNN`` plus the graph-building functions, data functions and layer
+classes, which live in their own modules (backbone, heads, layers, losses,
+data, training, weights) and are re-exported here.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers as KL
+
+from mrcnn import utils
+from mrcnn.backbone import (BatchNorm, build_rpn_model, fpn_graph,  # noqa: F401
+                            identity_block, conv_block, resnet_graph, rpn_graph)
+from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F401
+                        compose_image_meta, compute_backbone_shapes, data_generator,
+                        generate_random_rois, load_image_gt, mold_image, parse_image_meta,
+                        select_instances, unmold_image)
+from mrcnn.data import _training_sample
+from mrcnn.heads import (NormBoxes, RoiDistributed, SliceRois,  # noqa: F401
+                         build_fpn_mask_graph, fpn_classifier_graph)
+from mrcnn.layers import (DetectionLayer, DetectionTargetLayer,  # noqa: F401
+                          ProposalLayer, PyramidROIAlign, apply_box_deltas_graph,
+                          clip_boxes_graph, denorm_boxes_graph, norm_boxes_graph,
+                          overlaps_graph, parse_image_meta_graph, trim_zeros_graph)
+from mrcnn.losses import (LossLayer, mrcnn_bbox_loss_graph,  # noqa: F401
+                          mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
+                          rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
+from mrcnn.modelbase import ModelBase, create_model, log, register_model  # noqa: F401
+from mrcnn.training import DetectionModel
+
+LOSS_NAMES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+              "mrcnn_bbox_loss", "mrcnn_mask_loss"]
+
+# Intermediate results of the ProposalLayer that run_graph() can return.
+PROPOSAL_STAGES = ("pre_nms_anchors", "refined_anchors", "refined_anchors_clipped",
+                   "rpn_non_max_suppression")
+
+
+class ProposalStage(object):
+    """Marker for a ProposalLayer stage in run_graph() outputs; what
+    ``ancestor(roi_output, "ROI/<stage>:0")`` returns."""
+
+    def __init__(self, stage):
+        if stage not in PROPOSAL_STAGES:
+            raise ValueError("Unknown proposal stage {!r}; known: {}".format(
+                stage, ", ".join(PROPOSAL_STAGES)))
+        self.stage = stage
+
+    def __repr__(self):
+        return "ProposalStage({!r})".format(self.stage)
+
+
+class MaskRCNN(ModelBase):
+    """Encapsulates the Mask RCNN model functionality.
+
+    The actual Keras model is in the keras_model property: a
+    ``training.DetectionModel`` (a functional keras.Model) whose layer and
+    input names are those of the original.
+    """
+
+    CHECKPOINT_PREFIX = "mask_rcnn"
+    HEADS_REGEX = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
+
+    def build(self, mode, config):
+        """Build Mask R-CNN architecture.
+            input_shape: The shape of the input image.
+            mode: Either "training" or "inference". The inputs and
+                outputs of the model differ accordingly.
+
+        Inputs (both modes): input_image [batch, H, W, C] (molded),
+        input_image_meta [batch, IMAGE_META_SIZE], input_anchors
+        [batch, anchors, 4] normalised. Training adds input_rpn_match,
+        input_rpn_bbox, input_gt_class_ids, input_gt_boxes (pixels),
+        input_gt_masks (and input_roi when USE_RPN_ROIS is False).
+        Height and width are not fixed: any multiple of 64 works.
+        """
+        assert mode in ['training', 'inference']
+        training = mode == "training"
+        # Inference always uses the moving statistics; the original built
+        # inference models with TRAIN_BN too, so TRAIN_BN=True meant batch
+        # statistics at test time.
+        train_bn = config.TRAIN_BN if training else False
+
+        input_image = KL.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT],
+                               name="input_image")
+        input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
+        input_anchors = KL.Input(shape=[None, 4], name="input_anchors")
+        inputs = [input_image, input_image_meta, input_anchors]
+        if training:
+            # RPN GT
+            input_rpn_match = KL.Input(shape=[None, 1], name="input_rpn_match", dtype="int32")
+            input_rpn_bbox = KL.Input(shape=[None, 4], name="input_rpn_bbox", dtype="float32")
+            # Detection GT (class IDs, bounding boxes, and masks)
+            input_gt_class_ids = KL.Input(shape=[None], name="input_gt_class_ids",
+                                          dtype="int32")
+            input_gt_boxes = KL.Input(shape=[None, 4], name="input_gt_boxes", dtype="float32")
+            if config.USE_MINI_MASK:
+                mask_hw = list(config.MINI_MASK_SHAPE)
+            else:
+                mask_hw = [None, None]
+            input_gt_masks = KL.Input(shape=mask_hw + [None], name="input_gt_masks",
+                                      dtype="bool")
+            inputs += [input_rpn_match, input_rpn_bbox, input_gt_class_ids, input_gt_boxes,
+                       input_gt_masks]
+            # Normalize coordinates
+            gt_boxes = NormBoxes(name="norm_gt_boxes")([input_gt_boxes, input_image])
+
+        # Build the shared convolutional layers.
+        # Bottom-up Layers. Returns a list of the last layers of each stage, 5 in total.
+        if callable(config.BACKBONE):
+            _, C2, C3, C4, C5 = config.BACKBONE(input_image, stage5=True, train_bn=train_bn)
+        else:
+            _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE,
+                                             stage5=True, train_bn=train_bn)
+        rpn_feature_maps = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
+        mrcnn_feature_maps = rpn_feature_maps[:4]
+
+        # RPN Model, shared by every pyramid level.
+        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                              config.TOP_DOWN_PYRAMID_SIZE)
+        layer_outputs = [rpn([p]) for p in rpn_feature_maps]
+        output_names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+        rpn_class_logits, rpn_class, rpn_bbox = [
+            KL.Concatenate(axis=1, name=n)([level[i] for level in layer_outputs])
+            for i, n in enumerate(output_names)]
+
+        # Generate proposals [batch, N, (y1, x1, y2, x2)] in normalized coordinates.
+        proposal_count = config.POST_NMS_ROIS_TRAINING if training \
+            else config.POST_NMS_ROIS_INFERENCE
+        rpn_rois = ProposalLayer(proposal_count=proposal_count,
+                                 nms_threshold=config.RPN_NMS_THRESHOLD,
+                                 name="ROI", config=config)([rpn_class, rpn_bbox, input_anchors])
+
+        if training:
+            if not config.USE_RPN_ROIS:
+                # Ignore predicted ROIs and use ROIs provided as an input.
+                input_rois = KL.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4],
+                                      name="input_roi", dtype="int32")
+                inputs.append(input_rois)
+                target_rois = NormBoxes(name="norm_input_rois")([input_rois, input_image])
+            else:
+                target_rois = rpn_rois
+
+            # Subsamples proposals and generates target outputs for training.
+            rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+                config, name="proposal_targets")([
+                    target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+
+            mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+                rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
+                config.NUM_CLASSES, train_bn=train_bn,
+                fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            # Only the first TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO ROIs can
+            # be positive (DetectionTargetLayer puts positives first), and the
+            # mask loss uses positives only: predicting masks for the others
+            # (as the original did) is wasted work. The loss is unchanged.
+            positive_slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+            mask_rois = SliceRois(count=max(positive_slots, 1), name="mask_rois")(rois)
+            mrcnn_mask = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, input_image_meta,
+                                              config.MASK_POOL_SIZE, config.NUM_CLASSES,
+                                              train_bn=train_bn,
+                                              conv_channels=config.MASK_HEAD_CHANNELS)
+            output_rois = KL.Identity(name="output_rois")(rois)
+
+            # Losses
+            rpn_class_loss = LossLayer(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])
+            rpn_bbox_loss = LossLayer(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match,
+                                                             rpn_bbox])
+            class_loss = LossLayer(name="mrcnn_class_loss")([target_class_ids, mrcnn_class_logits,
+                                                             input_image_meta])
+            bbox_loss = LossLayer(name="mrcnn_bbox_loss")([target_bbox, target_class_ids,
+                                                           mrcnn_bbox])
+            mask_loss = LossLayer(name="mrcnn_mask_loss")([target_mask, target_class_ids,
+                                                           mrcnn_mask])
+            outputs = [rpn_class_logits, rpn_class, rpn_bbox,
+                       mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
+                       rpn_rois, output_rois,
+                       rpn_class_loss, rpn_bbox_loss, class_loss, bbox_loss, mask_loss]
+            return DetectionModel(inputs, outputs, name='mask_rcnn', loss_names=LOSS_NAMES,
+                                  loss_weights=config.LOSS_WEIGHTS,
+                                  weight_decay=config.WEIGHT_DECAY)
+
+        # Network Heads: proposal classifier and box regressor
+        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+            rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
+            config.NUM_CLASSES, train_bn=train_bn,
+            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        # Detections: [batch, num_detections, (y1, x1, y2, x2, class_id, score)]
+        # in normalized coordinates
+        detections = DetectionLayer(config, name="mrcnn_detection")(
+            [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+        # Create masks for detections
+        detection_boxes = SliceRois(columns=4, name="detection_boxes")(detections)
+        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
+                                          input_image_meta, config.MASK_POOL_SIZE,
+                                          config.NUM_CLASSES, train_bn=train_bn,
+                                          conv_channels=config.MASK_HEAD_CHANNELS)
+        return DetectionModel(inputs, [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
+                                       rpn_rois, rpn_class, rpn_bbox], name='mask_rcnn')
+
+    # ------------------------------------------------------------------
+    # Targets for the tf.data pipeline
+    # ------------------------------------------------------------------
+    def training_signature(self):
+        """(input name, shape, dtype) of one training sample."""
+        config = self.config
+        h, w, c = [int(v) for v in config.IMAGE_SHAPE]
+        num_anchors = len(self.get_anchors(config.IMAGE_SHAPE))
+        mask_hw = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else (h, w)
+        gt = config.MAX_GT_INSTANCES
+        return [("input_image", (h, w, c), np.float32),
+                ("input_image_meta", (config.IMAGE_META_SIZE,), np.float32),
+                ("input_rpn_match", (num_anchors, 1), np.int32),
+                ("input_rpn_bbox", (config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), np.float32),
+                ("input_gt_class_ids", (gt,), np.int32),
+                ("input_gt_boxes", (gt, 4), np.float32),
+                ("input_gt_masks", mask_hw + (gt,), bool)]
+
+    def training_sample(self, dataset, image_id, augmentation):
+        """Arrays of one image in training_signature() order, or None when
+        the image has no instances."""
+        anchors = self.anchors_for(self.config.IMAGE_SHAPE)
+        return _training_sample(dataset, self.config, image_id, anchors, 0, False,
+                                augmentation=augmentation, augment=False)
+
+    def training_constants(self, image_shape):
+        return {"input_anchors": self.get_anchors(image_shape).astype(np.float32)}
+
+    # ------------------------------------------------------------------
+    # Inference
+    # ------------------------------------------------------------------
+    def inference_inputs(self, molded_images, image_metas):
+        anchors = self.get_anchors(molded_images.shape[1:]).astype(np.float32)
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        return [np.asarray(molded_images, np.float32), np.asarray(image_metas, np.float32),
+                anchors]
+
+    def postprocess(self, outputs, index, original_shape, molded_shape, window):
+        detections, _, _, mrcnn_mask = outputs[:4]
+        return self.unmold_detections(detections[index], mrcnn_mask[index],
+                                      original_shape, molded_shape, window)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape,
+                          image_shape, window):
+        """Reformats the detections of one image from the format of the neural
+        network output to a format suitable for use in the rest of the
+        application.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] in normalized coordinates
+        mrcnn_mask: [N, height, width, num_classes]
+        original_image_shape: [H, W, C] Original image shape before resizing
+        image_shape: [H, W, C] Shape of the image after resizing and padding
+        window: [y1, x1, y2, x2] Pixel coordinates of box in the image where the real
+                image is excluding the padding.
+
+        Returns:
+        boxes: [N, (y1, x1, y2, x2)] Bounding boxes in pixels (int32)
+        class_ids: [N] Integer class IDs for each bounding box
+        scores: [N] Float probability scores of the class_id
+        masks: [height, width, num_instances] bool instance masks
+        """
+        # How many detections do we have?
+        # Detections array is padded with zeros. Find the first class_id == 0.
+        zero_ix = np.where(detections[:, 4] == 0)[0]
+        N = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+
+        # Extract boxes, class_ids, scores, and class-specific masks
+        boxes = detections[:N, :4]
+        class_ids = detections[:N, 4].astype(np.int32)
+        scores = detections[:N, 5].astype(np.float32)
+        masks = mrcnn_mask[np.arange(N), :, :, class_ids]
+
+        # Translate normalized coordinates in the resized image to pixel
+        # coordinates in the original image before resizing
+        window = utils.norm_boxes(np.asarray(window), image_shape[:2])
+        wy1, wx1, wy2, wx2 = window
+        shift = np.array([wy1, wx1, wy1, wx1])
+        wh = wy2 - wy1  # window height
+        ww = wx2 - wx1  # window width
+        scale = np.array([wh, ww, wh, ww])
+        # Convert boxes to normalized coordinates on the window
+        boxes = np.divide(boxes - shift, scale)
+        # Convert boxes to pixel coordinates on the original image
+        boxes = utils.denorm_boxes(boxes, original_image_shape[:2]).astype(np.int32)
+
+        # Filter out detections with zero area. Happens in early training when
+        # network weights are still random
+        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+
+        # Resize masks to original image size and set boundary threshold.
+        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+                      for i in range(len(boxes))]
+        if full_masks:
+            full_masks = np.stack(full_masks, axis=-1).astype(bool)
+        else:
+            full_masks = np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool)
+        return boxes, class_ids, scores, full_masks
+
+    def anchors_for(self, image_shape):
+        """Pixel anchors [N, (y1, x1, y2, x2)] for a molded image shape (cached)."""
+        key = tuple(int(v) for v in image_shape[:2])
+        cache = self.__dict__.setdefault("_anchor_cache", {})
+        if key not in cache:
+            backbone_shapes = compute_backbone_shapes(self.config, image_shape)
+            cache[key] = utils.generate_pyramid_anchors(
+                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                backbone_shapes, self.config.BACKBONE_STRIDES,
+                self.config.RPN_ANCHOR_STRIDE)
+        return cache[key]
+
+    def get_anchors(self, image_shape):
+        """Returns anchor pyramid for the given image size, in normalized
+        coordinates [N, (y1, x1, y2, x2)]. Also sets ``self.anchors`` to the
+        same anchors in pixels (the notebooks draw them)."""
+        self.anchors = self.anchors_for(image_shape)
+        return utils.norm_boxes(self.anchors, tuple(int(v) for v in image_shape[:2]))
+
+    # ------------------------------------------------------------------
+    # Inspection
+    # ------------------------------------------------------------------
+    def ancestor(self, tensor, name, checked=None):
+        """Finds the ancestor of a TF tensor in the computation graph.
+        tensor: TensorFlow symbolic tensor.
+        name: Name of ancestor tensor to find
+        checked: For internal use. A list of tensors that were already
+                 searched to avoid loops in traversing the graph.
+
+        Kept as an adapter for the original notebooks: the graph is no longer
+        a TF1 graph of named ops. ``"ROI/<stage>:0"`` for a stage in
+        PROPOSAL_STAGES returns a ProposalStage marker that run_graph()
+        understands; a layer name (optionally ``name:0``) returns that
+        layer's output; anything else returns None, as the original did when
+        it found nothing.
+        """
+        del tensor, checked
+        name = name.split(":")[0]
+        if name.startswith("ROI/") and name[4:] in PROPOSAL_STAGES:
+            return ProposalStage(name[4:])
+        try:
+            return self.keras_model.get_layer(name.split("/")[0]).output
+        except ValueError:
+            return None
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Runs a sub-set of the computation graph that computes the given
+        outputs.
+
+        image_metas: If provided, the images are assumed to be already
+            molded (i.e. resized, padded, and normalized)
+
+        outputs: List of tuples (name, tensor) to compute. The tensors are
+            symbolic tensors of the inference model (``layer.output``) or
+            ProposalStage markers (see ancestor()); a string is taken as a
+            layer name or ``"ROI/<stage>"``.
+
+        Returns an ordered dict of results. Keys are the names received in the
+        input and values are Numpy arrays.
+        """
+        from collections import OrderedDict
+        if self.mode != "inference":
+            raise ValueError("run_graph() needs a model built in inference mode")
+        outputs = OrderedDict(outputs)
+        for key, value in outputs.items():
+            if isinstance(value, str):
+                value = self.ancestor(None, value)
+                outputs[key] = value
+            if value is None:
+                raise ValueError("run_graph(): output {!r} is None (not found)".format(key))
+        stages = {k: v for k, v in outputs.items() if isinstance(v, ProposalStage)}
+        tensors = [v for v in outputs.values() if not isinstance(v, ProposalStage)]
+        roi_layer = self.keras_model.get_layer("ROI")
+        if stages:
+            tensors += list(roi_layer.input)
+        sub_model = keras.Model(self.keras_model.inputs, tensors)
+
+        if image_metas is None:
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = np.asarray(images)
+        inputs = self.inference_inputs(np.asarray(molded_images), np.asarray(image_metas))
+        values = sub_model(inputs, training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        values = [np.asarray(v) for v in values]
+        if stages:
+            stage_values = roi_layer.stages(*[tf.constant(v) for v in values[-3:]])
+            values = values[:-3]
+        results = OrderedDict()
+        position = 0
+        for key, value in outputs.items():
+            if isinstance(value, ProposalStage):
+                results[key] = np.asarray(stage_values[value.stage])
+            else:
+                results[key] = values[position]
+                position += 1
+        for key, value in results.items():
+            log(key, value)
+        return results
+
+
+register_model("mask_rcnn", MaskRCNN)

@@ -1,0 +1,435 @@
+"""
+What every model mode shares: log directories and checkpoints, weight
+loading, layer selection, the ``train()`` loop, input molding and the
+``detect()`` contract.
+
+A model mode subclasses ``ModelBase`` and provides:
+
+* ``build(mode, config)`` -> a ``training.DetectionModel`` whose training
+  graph outputs named scalar losses (``LOSS_NAMES``);
+* ``HEADS_REGEX`` (the ``layers="heads"`` preset) and ``CHECKPOINT_PREFIX``;
+* ``training_signature()`` and ``training_sample(dataset, image_id,
+  augmentation)``: the target builder the tf.data pipeline calls;
+* ``training_constants(image_shape)``: inputs that are the same for every
+  image (e.g. anchors);
+* ``inference_inputs(molded_images, image_metas)`` and
+  ``postprocess(outputs, index, original_shape, molded_shape, window)`` ->
+  ``(rois, class_ids, scores, masks)`` for one image.
+
+Modes register themselves with ``register_model(name, cls)`` and are
+selected by ``Config.MODEL`` through ``create_model``.
+"""
+
+import datetime
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mrcnn import utils, weights
+from mrcnn import training as trainlib
+from mrcnn.data import compose_image_meta, mold_image
+from mrcnn.pipeline import make_dataset
+
+logger = logging.getLogger(__name__)
+
+MODEL_REGISTRY = {}
+
+
+def register_model(name, cls):
+    """Make ``cls`` the implementation of ``Config.MODEL == name``."""
+    MODEL_REGISTRY[name] = cls
+    return cls
+
+
+def create_model(mode, config, model_dir):
+    """Build the model ``config.MODEL`` names, in "training" or "inference"
+    mode."""
+    if config.MODEL not in MODEL_REGISTRY:
+        raise ValueError("Config.MODEL={!r} has no implementation; available: {}".format(
+            config.MODEL, ", ".join(sorted(MODEL_REGISTRY))))
+    return MODEL_REGISTRY[config.MODEL](mode=mode, config=config, model_dir=model_dir)
+
+
+def log(text, array=None):
+    """Prints a text message. And, optionally, if a Numpy array is provided it
+    prints it's shape, min, and max values.
+    """
+    if array is not None:
+        text = text.ljust(25)
+        array = np.asarray(array)
+        text += ("shape: {:20}  ".format(str(array.shape)))
+        if array.size:
+            text += ("min: {:10.5f}  max: {:10.5f}".format(array.min(), array.max()))
+        else:
+            text += ("min: {:10}  max: {:10}".format("", ""))
+        text += "  {}".format(array.dtype)
+    print(text)
+
+
+class ModelBase(object):
+    """Mode-independent part of MaskRCNN (and of later model modes).
+
+    The actual Keras model is in the keras_model property.
+    """
+
+    CHECKPOINT_PREFIX = "mask_rcnn"
+    HEADS_REGEX = ".*"
+
+    def __init__(self, mode, config, model_dir):
+        """
+        mode: Either "training" or "inference"
+        config: A Sub-class of the Config class
+        model_dir: Directory to save training logs and trained weights
+        """
+        if mode not in ("training", "inference"):
+            raise ValueError("mode must be 'training' or 'inference', got {!r}".format(mode))
+        config.validate()
+        self.mode = mode
+        self.config = config
+        self.model_dir = model_dir
+        self.epoch = 0
+        self._predict_fn = None
+        self.set_log_dir()
+        if config.MIXED_PRECISION:
+            import keras
+            keras.mixed_precision.set_dtype_policy("mixed_float16")
+        self.strategy = trainlib.distribution_strategy(config)
+        with self.strategy.scope():
+            self.keras_model = self.build(mode=mode, config=config)
+
+    # ------------------------------------------------------------------
+    # Log directories and checkpoints
+    # ------------------------------------------------------------------
+    def set_log_dir(self, model_path=None):
+        """Sets the model log directory and epoch counter.
+
+        model_path: If None, or a format different from what this code uses
+            then set a new log directory and start epochs from 0. Otherwise,
+            extract the log directory and the epoch counter from the file
+            name.
+        """
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            parsed = trainlib.parse_checkpoint_path(model_path, self.CHECKPOINT_PREFIX)
+            if parsed:
+                now, self.epoch = parsed
+        self.log_dir = os.path.join(self.model_dir, trainlib.log_dir_name(self.config.NAME, now))
+        self.checkpoint_path = os.path.join(
+            self.log_dir, "{}_{}_{{epoch:04d}}.h5".format(self.CHECKPOINT_PREFIX,
+                                                          self.config.NAME.lower()))
+
+    def find_last(self):
+        """Finds the last checkpoint file of the last trained model in the
+        model directory.
+        Returns:
+            The path of the last checkpoint file
+        """
+        return trainlib.find_last_checkpoint(self.model_dir, self.config.NAME,
+                                             self.CHECKPOINT_PREFIX)
+
+    def save_weights(self, filepath):
+        """Write the weights (legacy Keras HDF5 layout, atomically)."""
+        weights.save_weights(self.keras_model, filepath)
+
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load weights from this package's checkpoints or a Keras 2 HDF5
+        weights file such as the released mask_rcnn_coco.h5.
+
+        exclude: list of layer names to exclude (e.g. the class-specific
+            heads when fine-tuning on another class count).
+        A checkpoint path that follows the naming convention also sets the
+        log directory and epoch counter, so training resumes where it
+        stopped.
+        """
+        if exclude:
+            by_name = True
+        report = weights.load_weights(self.keras_model, filepath, by_name=by_name,
+                                      exclude=exclude)
+        self.set_log_dir(filepath)
+        return report
+
+    def get_imagenet_weights(self):
+        """Downloads the ImageNet weights of the configured backbone
+        (ResNet50 or ResNet101) from Keras Applications; returns the path.
+        Load it with ``load_weights(path, by_name=True)``."""
+        return weights.get_imagenet_weights(self.config.BACKBONE)
+
+    # ------------------------------------------------------------------
+    # Layers
+    # ------------------------------------------------------------------
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """Sets model layers as trainable if their names match
+        the given regular expression (full match, nested models included).
+        Returns the names of the layers now trainable."""
+        if verbose > 0 and keras_model is None:
+            log("Selecting layers to train")
+        return trainlib.set_trainable(keras_model or self.keras_model, layer_regex,
+                                      train_bn=self.config.TRAIN_BN is not False,
+                                      verbose=verbose, indent=indent)
+
+    def find_trainable_layer(self, layer):
+        """If a layer is encapsulated by another layer, this function
+        digs through the encapsulation and returns the layer that holds
+        the weights.
+        """
+        if not layer.weights and hasattr(layer, "layer"):
+            return self.find_trainable_layer(layer.layer)
+        return layer
+
+    def get_trainable_layers(self):
+        """Returns a list of layers that have weights."""
+        found = []
+        for layer in self.keras_model.layers:
+            layer = self.find_trainable_layer(layer)
+            if layer.weights:
+                found.append(layer)
+        return found
+
+    def layer_presets(self):
+        return trainlib.backbone_presets(self.HEADS_REGEX)
+
+    # ------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------
+    def compile(self, learning_rate, momentum=None):
+        """Compile the training model with SGD (see training.build_optimizer).
+        ``momentum`` overrides LEARNING_MOMENTUM when given."""
+        config = self.config
+        if momentum is not None and momentum != config.LEARNING_MOMENTUM:
+            config = _Overlay(config, LEARNING_MOMENTUM=momentum)
+        with self.strategy.scope():
+            # No XLA: proposal sampling, NMS and the detection targets have
+            # data-dependent shapes, which XLA cannot compile.
+            self.keras_model.compile(optimizer=trainlib.build_optimizer(config, learning_rate),
+                                     jit_compile=False)
+
+    def training_dataset(self, dataset, augmentation=None, no_augmentation_sources=None,
+                         shuffle=True, seed=None):
+        """The tf.data pipeline of training batches for ``dataset``."""
+        return make_dataset(
+            dataset, lambda image_id, aug: self.training_sample(dataset, image_id, aug),
+            self.training_signature(), self.config.BATCH_SIZE, shuffle=shuffle,
+            augmentation=augmentation, no_augmentation_sources=no_augmentation_sources,
+            constants=self.training_constants(self.config.IMAGE_SHAPE), seed=seed)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+              verbose=1):
+        """Train the model.
+        train_dataset, val_dataset: Training and validation Dataset objects.
+        learning_rate: The learning rate to train with
+        epochs: Number of training epochs. Note that previous training epochs
+                are considered to be done already, so this actually determines
+                the epochs to train in total rather than in this particular
+                call.
+        layers: Allows selecting which layers to train. It can be:
+            - A regular expression to match layer names to train
+            - One of these predefined values:
+              heads: The RPN, classifier and mask heads of the network
+              all: All the layers
+              3+: Train Resnet stage 3 and up
+              4+: Train Resnet stage 4 and up
+              5+: Train Resnet stage 5 and up
+        augmentation: Optional. An albumentations transform (or a callable
+            f(image, mask) -> (image, mask)); masks move with the image.
+        custom_callbacks: Optional. Add custom callbacks to be called
+            with the keras fit() method. Must be list of type keras.callbacks.
+        no_augmentation_sources: Optional. List of sources to exclude for
+            augmentation. A source is string that identifies a dataset and is
+            defined in the Dataset class.
+        verbose: Keras fit() verbosity (1: progress bar with every loss).
+
+        Returns the Keras History of this call.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model built with mode='training'; this one "
+                             "is in {!r} mode".format(self.mode))
+        import keras
+        layers = self.layer_presets().get(layers, layers)
+        train_data = self.training_dataset(train_dataset, augmentation,
+                                           no_augmentation_sources)
+        val_data = self.training_dataset(val_dataset, shuffle=True)
+
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.config.to_json(os.path.join(self.log_dir, "config.json"))
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
+                                        write_graph=False),
+            trainlib.StopOnNonFiniteLoss(),
+            trainlib.CheckpointCallback(self.checkpoint_path, self.save_weights),
+        ]
+        callbacks += list(custom_callbacks or [])
+
+        log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
+        log("Checkpoint Path: {}".format(self.checkpoint_path))
+        self.set_trainable(layers)
+        self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
+
+        history = self.keras_model.fit(
+            train_data,
+            initial_epoch=self.epoch,
+            epochs=epochs,
+            steps_per_epoch=self.config.STEPS_PER_EPOCH,
+            callbacks=callbacks,
+            validation_data=val_data,
+            validation_steps=self.config.VALIDATION_STEPS,
+            shuffle=False,  # the pipeline shuffles
+            verbose=verbose,
+        )
+        completed = history.epoch[-1] + 1 if history.epoch else self.epoch
+        self.epoch = max(self.epoch, completed)
+        return history
+
+    # ------------------------------------------------------------------
+    # Inference
+    # ------------------------------------------------------------------
+    def _mold_image(self, image):
+        """One image -> (molded image, image_meta, window)."""
+        config = self.config
+        image = self._check_image(image)
+        molded_image, window, scale, padding, crop = utils.resize_image(
+            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+            max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+        molded_image = mold_image(molded_image, config)
+        image_meta = compose_image_meta(0, image.shape, molded_image.shape, window, scale,
+                                        np.zeros([config.NUM_CLASSES], dtype=np.int32))
+        return molded_image, image_meta, np.asarray(window)
+
+    def _check_image(self, image):
+        """Validate one detect() input image: [H, W, IMAGE_CHANNEL_COUNT]
+        numbers, finite. A 2-D (grayscale) image is repeated to 3 channels
+        when the model expects 3."""
+        image = np.asarray(image)
+        channels = self.config.IMAGE_CHANNEL_COUNT
+        if image.ndim == 2 and channels == 3:
+            image = np.stack([image] * 3, axis=-1)
+        if image.ndim != 3 or image.shape[2] != channels:
+            raise ValueError("Expected an image of shape [height, width, {}], got {}; convert "
+                             "it (e.g. drop the alpha channel) before detect()".format(
+                                 channels, image.shape))
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError("Expected a non-empty image, got shape {}".format(image.shape))
+        if not np.issubdtype(image.dtype, np.number) and image.dtype != bool:
+            raise ValueError("Expected a numeric image, got dtype {}".format(image.dtype))
+        if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
+            raise ValueError("The image contains NaN or Inf values")
+        return image
+
+    def mold_inputs(self, images):
+        """Takes a list of images and modifies them to the format expected
+        as an input to the neural network.
+        images: List of image matrices [height,width,depth]. Images can have
+            different sizes.
+
+        Returns 3 Numpy matrices:
+        molded_images: [N, h, w, 3]. Images resized and normalized.
+        image_metas: [N, length of meta data]. Details about each image.
+        windows: [N, (y1, x1, y2, x2)]. The portion of the image that has the
+            original image (padding excluded).
+        Raises ValueError when the molded images differ in size (possible with
+        IMAGE_RESIZE_MODE "none" or "pad64"; detect() handles that case).
+        """
+        molded = [self._mold_image(image) for image in images]
+        shapes = {m[0].shape for m in molded}
+        if len(shapes) > 1:
+            raise ValueError("mold_inputs: the molded images differ in shape ({}); mold "
+                             "them in separate calls".format(sorted(shapes)))
+        return (np.stack([m[0] for m in molded]), np.stack([m[1] for m in molded]),
+                np.stack([m[2] for m in molded]))
+
+    def predict_molded(self, molded_images, image_metas):
+        """Run the inference graph on a batch; returns the model outputs as
+        NumPy arrays. One tf.function serves every batch size and image size,
+        so repeated calls never retrace."""
+        if self.mode != "inference":
+            raise ValueError("Create model in inference mode.")
+        if self._predict_fn is None:
+            model = self.keras_model
+            specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
+            self._predict_fn = tf.function(lambda *xs: model(list(xs), training=False),
+                                           input_signature=specs)
+        inputs = self.inference_inputs(molded_images, image_metas)
+        return [o.numpy() for o in self._predict_fn(*inputs)]
+
+    def detect(self, images, verbose=0):
+        """Runs the detection pipeline.
+
+        images: List of images, potentially of different sizes; any number.
+
+        Returns a list of dicts, one dict per image. The dict contains:
+        rois: [N, (y1, x1, y2, x2)] int32 detection bounding boxes
+        class_ids: [N] int32 class IDs
+        scores: [N] float32 probability scores for the class IDs
+        masks: [H, W, N] bool instance binary masks
+        """
+        if self.mode != "inference":
+            raise ValueError("Create model in inference mode.")
+        if verbose:
+            log("Processing {} images".format(len(images)))
+            for image in images:
+                log("image", image)
+        molded = [self._mold_image(image) for image in images]
+        results = [None] * len(images)
+        batch = max(1, self.config.BATCH_SIZE)
+        # Group by molded shape, then run groups in chunks of BATCH_SIZE.
+        groups = {}
+        for i, (molded_image, _, _) in enumerate(molded):
+            groups.setdefault(molded_image.shape, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch):
+                chunk = indices[start:start + batch]
+                molded_images = np.stack([molded[i][0] for i in chunk])
+                image_metas = np.stack([molded[i][1] for i in chunk])
+                if verbose:
+                    log("molded_images", molded_images)
+                    log("image_metas", image_metas)
+                outputs = self.predict_molded(molded_images, image_metas)
+                for k, i in enumerate(chunk):
+                    rois, class_ids, scores, masks = self.postprocess(
+                        outputs, k, np.asarray(images[i]).shape, molded[i][0].shape,
+                        molded[i][2])
+                    results[i] = {"rois": rois, "class_ids": class_ids,
+                                  "scores": scores, "masks": masks}
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Runs the detection pipeline, but expect inputs that are
+        molded already. Used mostly for debugging and inspecting
+        the model.
+
+        molded_images: List of images loaded using load_image_gt()
+        image_metas: image meta data, also returned by load_image_gt()
+
+        Returns a list of dicts as detect(), in molded-image coordinates.
+        """
+        if self.mode != "inference":
+            raise ValueError("Create model in inference mode.")
+        molded_images = np.asarray(molded_images)
+        image_metas = np.asarray(image_metas)
+        if verbose:
+            log("Processing {} images".format(len(molded_images)))
+            for image in molded_images:
+                log("image", image)
+        outputs = self.predict_molded(molded_images, image_metas)
+        results = []
+        for i, image in enumerate(molded_images):
+            window = [0, 0, image.shape[0], image.shape[1]]
+            rois, class_ids, scores, masks = self.postprocess(
+                outputs, i, image.shape, image.shape, window)
+            results.append({"rois": rois, "class_ids": class_ids,
+                            "scores": scores, "masks": masks})
+        return results
+
+
+class _Overlay(object):
+    """A config view with some attributes replaced."""
+
+    def __init__(self, config, **values):
+        self._config = config
+        self.__dict__.update(values)
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)

@@ -1,0 +1,137 @@
+"""
+The training input pipeline on tf.data, shared by every model mode.
+
+A mode supplies ``sample_fn(image_id, augmentation)``, which loads one image
+and builds its training arrays (or returns None to skip an image without
+instances), and the signature of those arrays. This module turns that into
+a ``tf.data.Dataset`` of batches keyed by the model's input names:
+
+* every pass over the dataset is a fresh permutation of the image ids
+  (no duplicated or dropped samples within a pass, a new order each pass);
+* images are loaded by parallel tf.data workers, batches are prefetched;
+* images without instances are skipped; an image that fails to load is
+  logged with its id and path and skipped, and loading stops with the
+  error when MAX_CONSECUTIVE_ERRORS images fail in a row;
+* ``no_augmentation_sources`` images are never augmented.
+"""
+
+import logging
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.data import MAX_CONSECUTIVE_ERRORS, _describe_image
+
+logger = logging.getLogger(__name__)
+
+
+class _ErrorCounter:
+    """Consecutive failures across the parallel loader threads."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def success(self):
+        with self.lock:
+            self.count = 0
+
+    def failure(self):
+        """Count one failure; True when the limit is reached."""
+        with self.lock:
+            self.count += 1
+            return self.count >= self.limit
+
+
+def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
+                 augmentation=None, no_augmentation_sources=None, constants=None,
+                 seed=None, repeat=True):
+    """Batched training inputs as a tf.data.Dataset.
+
+    dataset: a prepared utils.Dataset.
+    sample_fn: ``sample_fn(image_id, augmentation)`` -> list of NumPy arrays
+        in ``signature`` order, or None to skip the image.
+    signature: list of ``(input_name, shape, dtype)`` of one sample (no
+        batch axis); shapes must be fully defined.
+    batch_size: images per batch (the global batch across replicas).
+        Incomplete final batches are dropped so every step sees
+        ``batch_size`` images.
+    augmentation: passed to sample_fn except for images whose source is in
+        ``no_augmentation_sources``.
+    constants: dict input_name -> array added, with a batch axis, to every
+        batch (for example the anchors).
+    seed: seed of the shuffle (None: different every run).
+    repeat: True for an endless dataset (Keras ``steps_per_epoch``);
+        False for one pass.
+
+    Yields dicts ``{input_name: [batch_size, ...] tensor}``.
+    """
+    image_ids = np.asarray(dataset.image_ids)
+    if image_ids.size == 0:
+        raise ValueError("The dataset has no images; did you call dataset.prepare()?")
+    if image_ids.size < batch_size:
+        raise ValueError("The dataset has {} images, fewer than one batch of {}".format(
+            image_ids.size, batch_size))
+    skip_sources = set(no_augmentation_sources or [])
+    names = [name for name, _, _ in signature]
+    shapes = [tuple(int(s) for s in shape) for _, shape, _ in signature]
+    dtypes = [np.dtype(dtype) for _, _, dtype in signature]
+    errors = _ErrorCounter(MAX_CONSECUTIVE_ERRORS)
+
+    def load(image_id):
+        image_id = int(image_id)
+        source = dataset.image_info[image_id].get("source")
+        try:
+            sample = sample_fn(image_id, None if source in skip_sources else augmentation)
+        except Exception as error:
+            if errors.failure():
+                logger.error("%d images in a row failed to load; stopping",
+                             MAX_CONSECUTIVE_ERRORS)
+                raise
+            logger.warning("Skipping %s after an error: %s",
+                           _describe_image(dataset, image_id), error, exc_info=True)
+            sample = None
+        else:
+            errors.success()
+        if sample is None:
+            return [np.zeros(s, d) for s, d in zip(shapes, dtypes)] + [np.bool_(False)]
+        arrays = []
+        for name, shape, dtype, array in zip(names, shapes, dtypes, sample):
+            array = np.asarray(array)
+            if array.shape != shape:
+                raise ValueError("{}: {} has shape {}, expected {}".format(
+                    _describe_image(dataset, image_id), name, array.shape, shape))
+            arrays.append(array.astype(dtype, copy=False))
+        return arrays + [np.bool_(True)]
+
+    def load_tf(image_id):
+        outputs = tf.numpy_function(load, [image_id], [tf.as_dtype(d) for d in dtypes] + [tf.bool],
+                                    stateful=True)
+        for tensor, shape in zip(outputs, shapes):
+            tensor.set_shape(shape)
+        outputs[-1].set_shape(())
+        return tuple(outputs)
+
+    ids = tf.data.Dataset.from_tensor_slices(image_ids.astype(np.int64))
+    if shuffle:
+        ids = ids.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ids = ids.repeat()
+    # Order only matters when asked for (a seed, or no shuffling).
+    samples = ids.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=seed is not None or not shuffle)
+    samples = samples.filter(lambda *arrays: arrays[-1])
+    constants = {k: tf.constant(v) for k, v in (constants or {}).items()}
+
+    def to_dict(*arrays):
+        batch = dict(zip(names, arrays[:-1]))
+        for name, value in constants.items():
+            batch[name] = tf.broadcast_to(value[None], tf.concat(
+                [[batch_size], tf.shape(value)], axis=0))
+        return batch
+
+    return (samples.batch(batch_size, drop_remainder=True)
+            .map(to_dict, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

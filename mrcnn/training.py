@@ -1,0 +1,359 @@
+"""
+Training machinery shared by every model mode: the Keras model class with
+its own train/test step, the optimizer, layer selection, checkpoint and log
+directory conventions, and the distribution strategy.
+
+Nothing here knows about Mask R-CNN's heads; a mode supplies the graph
+(whose loss outputs are named layers), a regex for its "heads" and a
+checkpoint file prefix.
+"""
+
+import datetime
+import logging
+import os
+import re
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+############################################################
+#  Keras model with named-loss outputs
+############################################################
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionModel(keras.Model):
+    """A functional Keras model whose training step minimises the loss
+    outputs of the graph itself.
+
+    Build it like ``keras.Model(inputs, outputs, name=...)`` and pass
+    ``loss_names``: the names of the layers among the outputs that produce
+    scalar losses. ``train_step`` minimises
+    ``sum(loss_weights[name] * loss) + weight_decay * sum(kernel ** 2)``
+    and reports each named loss (and its validation counterpart) in the
+    progress bar and History. Weight decay is the plain L2 penalty on the
+    trainable convolution/dense kernels; the original divided each term by
+    the kernel's size, which made it orders of magnitude weaker than stated,
+    and also decayed biases.
+
+    ``get_layer(name)`` also finds layers inside nested models (the RPN's
+    ``rpn_conv_shared`` lives in ``rpn_model``).
+    """
+
+    def __init__(self, *args, loss_names=(), loss_weights=None, weight_decay=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_names = list(loss_names)
+        self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0))
+                             for name in self.loss_names}
+        self.weight_decay = float(weight_decay)
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in ["loss"] + self.loss_names}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"loss_names": self.loss_names, "loss_weights": self.loss_weights,
+                       "weight_decay": self.weight_decay})
+        return config
+
+    def get_layer(self, name=None, index=None):
+        if name is None or index is not None:
+            return super().get_layer(name=name, index=index)
+        found = _find_layer(self, name)
+        if found is None:
+            raise ValueError("No such layer: {}. Top-level layers: {}".format(
+                name, ", ".join(l.name for l in self.layers)))
+        return found
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _named_losses(self, outputs):
+        by_name = dict(zip(self.output_names, outputs))
+        missing = [n for n in self.loss_names if n not in by_name]
+        if missing:
+            raise ValueError("The model has no outputs named {}; its outputs are {}".format(
+                missing, self.output_names))
+        return {name: by_name[name] for name in self.loss_names}
+
+    def _total_loss(self, losses):
+        total = tf.add_n([tf.cast(losses[n], tf.float32) * self.loss_weights[n]
+                          for n in self.loss_names])
+        if self.weight_decay > 0:
+            kernels = [v for v in self.trainable_variables if v.name == "kernel"]
+            if kernels:
+                total += self.weight_decay * tf.add_n(
+                    [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in kernels])
+        return total
+
+    def _update_trackers(self, total, losses):
+        self._trackers["loss"].update_state(total)
+        for name in self.loss_names:
+            self._trackers[name].update_state(losses[name])
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self(inputs, training=True)
+            losses = self._named_losses(outputs)
+            total = self._total_loss(losses)
+            # Gradients are summed over replicas by the optimizer.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(total / replicas)
+        gradients = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        return self._update_trackers(total, losses)
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        outputs = self(inputs, training=False)
+        losses = self._named_losses(outputs)
+        return self._update_trackers(self._total_loss(losses), losses)
+
+
+def _find_layer(model, name):
+    """Depth-first search for a layer called ``name`` in model and nested models."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
+
+
+############################################################
+#  Optimizer
+############################################################
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from learning_rate / warmup_steps to learning_rate over
+    ``warmup_steps`` steps, then constant."""
+
+    def __init__(self, learning_rate, warmup_steps):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + 1.0
+        ramp = tf.minimum(1.0, step / float(max(self.warmup_steps, 1)))
+        return self.learning_rate * ramp
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def build_optimizer(config, learning_rate):
+    """SGD with momentum LEARNING_MOMENTUM and per-tensor gradient clipping at
+    GRADIENT_CLIP_NORM (as the original), with the optional linear warm-up of
+    LEARNING_RATE_WARMUP_STEPS and, with MIXED_PRECISION, dynamic loss
+    scaling."""
+    rate = learning_rate
+    if config.LEARNING_RATE_WARMUP_STEPS:
+        rate = WarmupSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS)
+    optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
+                                     clipnorm=config.GRADIENT_CLIP_NORM)
+    if config.MIXED_PRECISION:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+############################################################
+#  Layer selection
+############################################################
+
+def backbone_presets(heads_regex):
+    """The reference's ``layers=`` presets for a model whose head layers
+    match ``heads_regex``."""
+    return {
+        "heads": heads_regex,
+        "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + heads_regex,
+        "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + heads_regex,
+        "5+": r"(res5.*)|(bn5.*)|" + heads_regex,
+        "all": ".*",
+    }
+
+
+def _is_batch_norm(layer):
+    inner = getattr(layer, "layer", None)
+    return isinstance(layer, keras.layers.BatchNormalization) or \
+        isinstance(inner, keras.layers.BatchNormalization)
+
+
+def set_trainable(model, layer_regex, train_bn=True, verbose=0, indent=0):
+    """Mark as trainable exactly the layers whose names full-match
+    ``layer_regex``; all others frozen. Nested models are searched (their
+    own name does not matter, their layers' names do). With
+    ``train_bn=False`` batch-normalisation layers stay frozen whatever the
+    regex says (gamma and beta included; the original still trained
+    those). Wrapper layers (RoiDistributed) are matched by their own name.
+
+    Returns the names of the layers with weights that are now trainable.
+    """
+    pattern = re.compile(layer_regex)
+    trained = []
+    model.trainable = True
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if verbose > 0:
+                print("{}In model: {}".format(" " * indent, layer.name))
+            trained += set_trainable(layer, layer_regex, train_bn, verbose, indent + 4)
+            continue
+        if not layer.weights:
+            continue
+        trainable = bool(pattern.fullmatch(layer.name))
+        if train_bn is False and _is_batch_norm(layer):
+            trainable = False
+        layer.trainable = trainable
+        if trainable:
+            trained.append(layer.name)
+            if verbose > 0:
+                print("{}{:20}   ({})".format(" " * indent, layer.name,
+                                              layer.__class__.__name__))
+    return trained
+
+
+############################################################
+#  Log directories and checkpoints
+############################################################
+
+def log_dir_name(config_name, now):
+    """``<name><YYYYmmddTHHMM>``, the reference's log directory name."""
+    return "{}{:%Y%m%dT%H%M}".format(config_name.lower(), now)
+
+
+def checkpoint_pattern(prefix, config_name):
+    """Regex of a complete checkpoint file name, with the epoch as group 1."""
+    return re.compile(r"{}_{}_(\d{{4}})\.h5$".format(re.escape(prefix),
+                                                    re.escape(config_name.lower())))
+
+
+def parse_checkpoint_path(path, prefix="mask_rcnn"):
+    """(datetime of the run, epoch) from ``.../<name>YYYYmmddTHHMM/<prefix>_<name>_EEEE.h5``,
+    or None when the path does not follow the convention."""
+    m = re.match(r".*[/\\][\w.-]+?(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]" +
+                 re.escape(prefix) + r"_[\w.-]+_(\d{4})\.h5$", os.fspath(path))
+    if not m:
+        return None
+    when = datetime.datetime(*(int(m.group(i)) for i in range(1, 6)))
+    return when, int(m.group(6))
+
+
+def find_last_checkpoint(model_dir, config_name, prefix="mask_rcnn"):
+    """Path of the newest complete checkpoint of the newest run of
+    ``config_name`` under ``model_dir``.
+
+    Run directories are ``<name><YYYYmmddTHHMM>``; newer runs win; a run
+    directory without a complete checkpoint (an aborted start) is passed
+    over for the previous one. Only files named exactly
+    ``<prefix>_<name>_<epoch:04d>.h5`` count, so temporary files of an
+    interrupted save are never picked. Raises FileNotFoundError (errno
+    ENOENT) naming the directory when there is none.
+    """
+    import errno
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(errno.ENOENT, "Could not find model directory under {}".format(
+            model_dir))
+    key = config_name.lower()
+    run_re = re.compile(re.escape(key) + r"\d{8}T\d{4}$")
+    runs = sorted(d for d in os.listdir(model_dir)
+                  if run_re.match(d) and os.path.isdir(os.path.join(model_dir, d)))
+    if not runs:
+        raise FileNotFoundError(errno.ENOENT, "Could not find model directory under {}".format(
+            model_dir))
+    pattern = checkpoint_pattern(prefix, config_name)
+    for run in reversed(runs):
+        run_dir = os.path.join(model_dir, run)
+        checkpoints = sorted(f for f in os.listdir(run_dir) if pattern.match(f))
+        if checkpoints:
+            return os.path.join(run_dir, checkpoints[-1])
+    raise FileNotFoundError(errno.ENOENT, "Could not find weight files in {}".format(
+        os.path.join(model_dir, runs[-1])))
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Save the weights at the end of every epoch to
+    ``checkpoint_path.format(epoch=epoch + 1)`` with ``save_fn(path)``
+    (an atomic writer), so epoch numbers on disk count completed epochs."""
+
+    def __init__(self, checkpoint_path, save_fn):
+        super().__init__()
+        self.checkpoint_path = checkpoint_path
+        self.save_fn = save_fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.checkpoint_path.format(epoch=epoch + 1)
+        self.save_fn(path)
+        logger.info("Saved checkpoint %s", path)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first batch whose total or named loss is NaN or
+    Inf, raising FloatingPointError that names the losses. The exception
+    ends fit() before the epoch's checkpoint is written, so the last
+    checkpoint on disk holds the last good weights."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        import math
+        bad = {k: float(v) for k, v in (logs or {}).items()
+               if k.endswith("loss") and not math.isfinite(float(v))}
+        if bad:
+            self.model.stop_training = True
+            raise FloatingPointError(
+                "Training stopped at batch {}: non-finite loss {}. The last checkpoint "
+                "holds the last good weights; lower the learning rate (or raise "
+                "LEARNING_RATE_WARMUP_STEPS) and resume from it.".format(
+                    batch, ", ".join("{}={}".format(k, v) for k, v in sorted(bad.items()))))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once ``seconds`` of wall time have passed since the
+    start of fit(); the epoch in progress ends at the next batch (and is
+    validated and checkpointed as usual)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        import time
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+        if time.time() - self.start >= self.seconds:
+            self.model.stop_training = True
+
+
+############################################################
+#  Devices
+############################################################
+
+def distribution_strategy(config):
+    """The tf.distribute strategy for GPU_COUNT: the default strategy for 1,
+    a MirroredStrategy over GPU_COUNT devices otherwise (GPUs when there are
+    that many, else logical CPU devices, which is how it is tested).
+    Raises ValueError when fewer devices than GPU_COUNT are visible."""
+    if config.GPU_COUNT <= 1:
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus if len(gpus) >= config.GPU_COUNT else tf.config.list_logical_devices("CPU")
+    if len(devices) < config.GPU_COUNT:
+        raise ValueError(
+            "GPU_COUNT={} but only {} GPU(s) and {} CPU device(s) are visible; set "
+            "GPU_COUNT to at most the number of GPUs (and IMAGES_PER_GPU to the "
+            "per-device batch)".format(config.GPU_COUNT, len(gpus),
+                                       len(tf.config.list_logical_devices("CPU"))))
+    if devices is not gpus:
+        logger.warning("GPU_COUNT=%d: not enough GPUs, mirroring over %d CPU devices",
+                       config.GPU_COUNT, config.GPU_COUNT)
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:config.GPU_COUNT]])

@@ -1,0 +1,178 @@
+"""Tests for samples/shapes/shapes.py: ShapesConfig values, seeded and
+reproducible ShapesDataset specs, image/mask consistency, the occlusion rule
+and dropping fully hidden shapes."""
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mrcnn import utils
+from mrcnn.config import Config
+
+SHAPES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           os.pardir, "samples", "shapes", "shapes.py")
+
+
+def load_shapes_module():
+    spec = importlib.util.spec_from_file_location("shapes_sample", SHAPES_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+shapes = load_shapes_module()
+
+
+def make_dataset(count=20, seed=1, size=128):
+    dataset = shapes.ShapesDataset()
+    dataset.load_shapes(count, size, size, seed=seed)
+    dataset.prepare()
+    return dataset
+
+
+def hand_made(shape_specs, bg_color=(10, 20, 30), size=128):
+    """Dataset holding one image with the given list of shapes."""
+    dataset = shapes.ShapesDataset()
+    dataset.load_shapes(0, size, size)
+    dataset.add_image("shapes", image_id=0, path=None, width=size, height=size,
+                      bg_color=bg_color, shapes=shape_specs)
+    dataset.prepare()
+    return dataset
+
+
+def specs(dataset):
+    return [(info["bg_color"], info["shapes"]) for info in dataset.image_info]
+
+
+def test_config_values_and_validate():
+    config = shapes.ShapesConfig()
+    assert isinstance(config, Config)
+    expected = dict(NAME="shapes", GPU_COUNT=1, IMAGES_PER_GPU=8, NUM_CLASSES=4,
+                    IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128,
+                    RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128), TRAIN_ROIS_PER_IMAGE=32,
+                    STEPS_PER_EPOCH=100, VALIDATION_STEPS=5)
+    for name, value in expected.items():
+        assert getattr(shapes.ShapesConfig, name) == value, name
+    assert config.BATCH_SIZE == 8
+    assert list(config.IMAGE_SHAPE) == [128, 128, 3]
+    assert config.validate() is config
+
+
+def test_classes():
+    dataset = make_dataset(count=1)
+    assert dataset.class_names == ["BG", "square", "circle", "triangle"]
+    assert dataset.num_classes == shapes.ShapesConfig.NUM_CLASSES
+
+
+def test_seeded_dataset_is_reproducible_and_seeds_differ():
+    state = random.getstate()
+    a, b, c = make_dataset(seed=1), make_dataset(seed=1), make_dataset(seed=2)
+    assert random.getstate() == state  # seeded generation leaves `random` alone
+    assert specs(a) == specs(b)
+    assert specs(a) != specs(c)
+    for image_id in a.image_ids[:5]:
+        np.testing.assert_array_equal(a.load_image(image_id), b.load_image(image_id))
+        # Images are rendered from the spec: repeated loads are identical.
+        np.testing.assert_array_equal(a.load_image(image_id), a.load_image(image_id))
+        for x, y in zip(a.load_mask(image_id), b.load_mask(image_id)):
+            np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(a.load_image(i), c.load_image(i)) for i in a.image_ids)
+
+
+def test_unseeded_uses_global_random_like_the_original():
+    random.seed(123)
+    a = shapes.ShapesDataset()
+    a.load_shapes(5, 128, 128)
+    random.seed(123)
+    b = shapes.ShapesDataset()
+    b.load_shapes(5, 128, 128)
+    assert specs(a) == specs(b)
+
+
+def test_images_masks_and_boxes():
+    dataset = make_dataset(count=20, seed=7)
+    for image_id in dataset.image_ids:
+        info = dataset.image_info[image_id]
+        assert 1 <= len(info["shapes"]) <= 4
+        assert dataset.image_reference(image_id) == info["shapes"]
+        image = dataset.load_image(image_id)
+        assert image.dtype == np.uint8 and image.shape == (128, 128, 3)
+        masks, class_ids = dataset.load_mask(image_id)
+        n = masks.shape[-1]
+        assert 1 <= n <= 4
+        assert masks.dtype == bool and masks.shape == (128, 128, n)
+        assert class_ids.dtype == np.int32 and class_ids.shape == (n,)
+        assert np.all((class_ids >= 1) & (class_ids <= 3))
+        assert masks.any(axis=(0, 1)).all()                   # no empty mask
+        assert masks.sum(axis=-1).max() <= 1                  # occlusion: disjoint
+        boxes = utils.extract_bboxes(masks)
+        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 128)
+        assert np.all(boxes[:, 2:] > boxes[:, :2])
+        # Pixels: each mask has the colour of a shape of its class; the rest
+        # is background.
+        for i in range(n):
+            colors = np.unique(image[masks[:, :, i]], axis=0)
+            assert len(colors) == 1
+            candidates = [tuple(c) for s, c, _ in info["shapes"]
+                          if dataset.class_names.index(s) == class_ids[i]]
+            assert tuple(colors[0]) in candidates
+        background = image[~masks.any(axis=-1)]
+        if background.size:
+            assert np.all(background == np.array(info["bg_color"], np.uint8))
+
+
+def test_occlusion_later_shape_wins():
+    red, blue = (255, 0, 0), (0, 0, 255)
+    first = ("square", red, (50, 50, 20))
+    second = ("square", blue, (70, 70, 20))
+    dataset = hand_made([first, second])
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == (128, 128, 2)
+    np.testing.assert_array_equal(class_ids, [1, 1])
+    alone_first = hand_made([first]).load_mask(0)[0][:, :, 0]
+    alone_second = hand_made([second]).load_mask(0)[0][:, :, 0]
+    overlap = alone_first & alone_second
+    assert overlap.any() and overlap[60, 60]
+    # The earlier shape loses exactly the overlapping pixels...
+    np.testing.assert_array_equal(masks[:, :, 0], alone_first & ~overlap)
+    # ...the later one keeps all of its pixels.
+    np.testing.assert_array_equal(masks[:, :, 1], alone_second)
+    image = dataset.load_image(0)
+    assert tuple(image[60, 60]) == blue
+    assert tuple(image[35, 35]) == red
+    assert tuple(image[5, 5]) == (10, 20, 30)
+
+
+def test_fully_hidden_shape_is_dropped():
+    hidden = ("circle", (0, 255, 0), (64, 64, 10))
+    cover = ("square", (255, 255, 0), (64, 64, 30))
+    other = ("triangle", (0, 255, 255), (25, 105, 20))
+    dataset = hand_made([hidden, cover, other])
+    masks, class_ids = dataset.load_mask(0)
+    assert masks.shape == (128, 128, 2)
+    np.testing.assert_array_equal(class_ids, [1, 3])
+    assert masks.any(axis=(0, 1)).all()
+    assert tuple(dataset.load_image(0)[64, 64]) == (255, 255, 0)
+
+
+def test_no_shapes_and_bad_sizes():
+    masks, class_ids = hand_made([]).load_mask(0)
+    assert masks.shape == (128, 128, 0) and masks.dtype == bool
+    assert class_ids.shape == (0,) and class_ids.dtype == np.int32
+    with pytest.raises(ValueError, match="at least"):
+        shapes.ShapesDataset().load_shapes(1, 64, 64, seed=0)
+
+
+def test_runs_as_a_script():
+    result = subprocess.run([sys.executable, SHAPES_PATH, "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in ("train", "evaluate", "detect"):
+        assert command in result.stdout
+    bad = subprocess.run([sys.executable, SHAPES_PATH, "fly"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
