@@ -103,23 +103,55 @@ def conv_block(input_tensor, kernel_size, filters, stage, block,
     return x
 
 
-RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+def basic_block(input_tensor, filters, stage, block, strides=(1, 1), train_bn=True):
+    """Two 3x3 convolutions with batch norm and a shortcut (ResNet-18/34).
+
+    Names follow the bottleneck blocks: ``res{stage}{block}_branch2a|2b``,
+    ``..._branch1`` for a projection shortcut (when the stride or width
+    changes), ``bn...`` twins. Output: [batch, H/s, W/s, filters].
+    """
+    training = _bn_training(train_bn)
+    conv_name_base = 'res' + str(stage) + block + '_branch'
+    bn_name_base = 'bn' + str(stage) + block + '_branch'
+    x = KL.Conv2D(filters, (3, 3), strides=strides, padding="same",
+                  name=conv_name_base + '2a')(input_tensor)
+    x = BatchNorm(name=bn_name_base + '2a')(x, training=training)
+    x = KL.Activation('relu')(x)
+    x = KL.Conv2D(filters, (3, 3), padding="same", name=conv_name_base + '2b')(x)
+    x = BatchNorm(name=bn_name_base + '2b')(x, training=training)
+    shortcut = input_tensor
+    if tuple(strides) != (1, 1) or input_tensor.shape[-1] != filters:
+        shortcut = KL.Conv2D(filters, (1, 1), strides=strides,
+                             name=conv_name_base + '1')(input_tensor)
+        shortcut = BatchNorm(name=bn_name_base + '1')(shortcut, training=training)
+    x = KL.Add()([x, shortcut])
+    return KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
+
+
+# Blocks per stage (2, 3, 4, 5).
+RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
+                 "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
+RESNET_STAGE4_BLOCKS = {name: blocks[2] - 1 for name, blocks in RESNET_BLOCKS.items()}
+BASIC_BLOCK_RESNETS = ("resnet18", "resnet34")
 
 
 def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     """Build a ResNet graph.
 
     input_image: [batch, H, W, channels] Keras tensor
-    architecture: Can be resnet50 or resnet101
+    architecture: resnet50 or resnet101 (bottleneck blocks, as the original
+        and the released weights), or resnet18 / resnet34 (basic blocks; far
+        cheaper, for small datasets and CPU training; no released weights).
     stage5: Boolean. If False, stage5 of the network is not created
     train_bn: Boolean (or None). Train or freeze Batch Norm layers
 
     Returns: [C1, C2, C3, C4, C5] feature maps with strides 2, 4, 8, 16, 32
-    (C5 is None when stage5 is False).
+    (C5 is None when stage5 is False). Channels: 64 (C1); 256, 512, 1024,
+    2048 (bottleneck) or 64, 128, 256, 512 (basic blocks).
     """
-    if architecture not in RESNET_STAGE4_BLOCKS:
+    if architecture not in RESNET_BLOCKS:
         raise ValueError("Unknown ResNet architecture {!r}; use one of {}".format(
-            architecture, ", ".join(RESNET_STAGE4_BLOCKS)))
+            architecture, ", ".join(RESNET_BLOCKS)))
     training = _bn_training(train_bn)
     # Stage 1
     x = KL.ZeroPadding2D((3, 3))(input_image)
@@ -127,29 +159,26 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     x = BatchNorm(name='bn_conv1')(x, training=training)
     x = KL.Activation('relu')(x)
     C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
-    # Stage 2
-    x = conv_block(x, 3, [64, 64, 256], stage=2, block='a', strides=(1, 1), train_bn=train_bn)
-    x = identity_block(x, 3, [64, 64, 256], stage=2, block='b', train_bn=train_bn)
-    C2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block='c', train_bn=train_bn)
-    # Stage 3
-    x = conv_block(x, 3, [128, 128, 512], stage=3, block='a', train_bn=train_bn)
-    for block in "bcd":
-        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, train_bn=train_bn)
-    C3 = x
-    # Stage 4
-    x = conv_block(x, 3, [256, 256, 1024], stage=4, block='a', train_bn=train_bn)
-    for i in range(RESNET_STAGE4_BLOCKS[architecture]):
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i),
-                           train_bn=train_bn)
-    C4 = x
-    # Stage 5
-    if stage5:
-        x = conv_block(x, 3, [512, 512, 2048], stage=5, block='a', train_bn=train_bn)
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block='b', train_bn=train_bn)
-        C5 = identity_block(x, 3, [512, 512, 2048], stage=5, block='c', train_bn=train_bn)
-    else:
-        C5 = None
-    return [C1, C2, C3, C4, C5]
+    stages = [C1]
+    for stage, blocks in zip(range(2, 6), RESNET_BLOCKS[architecture]):
+        if stage == 5 and not stage5:
+            stages.append(None)
+            break
+        width = 64 * 2 ** (stage - 2)
+        strides = (1, 1) if stage == 2 else (2, 2)
+        for i in range(blocks):
+            block = chr(ord('a') + i)
+            if architecture in BASIC_BLOCK_RESNETS:
+                x = basic_block(x, width, stage, block, strides if i == 0 else (1, 1),
+                                train_bn=train_bn)
+            elif i == 0:
+                x = conv_block(x, 3, [width, width, 4 * width], stage=stage, block=block,
+                               strides=strides, train_bn=train_bn)
+            else:
+                x = identity_block(x, 3, [width, width, 4 * width], stage=stage,
+                                   block=block, train_bn=train_bn)
+        stages.append(x)
+    return stages
 
 
 def fpn_graph(C2, C3, C4, C5, pyramid_size):
@@ -186,13 +215,15 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size):
 #  Region Proposal Network (RPN)
 ############################################################
 
-def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+def rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_channels=512):
     """Builds the computation graph of Region Proposal Network.
 
     feature_map: backbone features [batch, height, width, depth]
     anchors_per_location: number of anchors per pixel in the feature map
     anchor_stride: Controls the density of anchors. Typically 1 (anchors for
                    every pixel in the feature map), or 2 (every other pixel).
+    conv_channels: width of the shared 3x3 convolution (512 in the original
+                   and the released weights; RPN_CONV_CHANNELS).
 
     Returns:
         rpn_class_logits: [batch, H * W * anchors_per_location, 2] Anchor classifier logits (before softmax)
@@ -201,7 +232,7 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
                   applied to anchors.
     """
     # Shared convolutional base of the RPN
-    shared = KL.Conv2D(512, (3, 3), padding='same', activation='relu',
+    shared = KL.Conv2D(conv_channels, (3, 3), padding='same', activation='relu',
                        strides=anchor_stride,
                        name='rpn_conv_shared')(feature_map)
 
@@ -226,7 +257,7 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=512):
     """Builds a Keras model of the Region Proposal Network.
     It wraps the RPN graph so it can be used multiple times with shared
     weights.
@@ -235,6 +266,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     anchor_stride: Controls the density of anchors. Typically 1 (anchors for
                    every pixel in the feature map), or 2 (every other pixel).
     depth: Depth of the backbone feature map.
+    conv_channels: width of the shared convolution (RPN_CONV_CHANNELS).
 
     Returns a Keras Model object named "rpn_model". The model outputs, when
     called, are:
@@ -245,5 +277,6 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     """
     input_feature_map = KL.Input(shape=[None, None, depth],
                                  name="input_rpn_feature_map")
-    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride)
+    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride,
+                        conv_channels=conv_channels)
     return keras.Model([input_feature_map], outputs, name="rpn_model")

@@ -34,7 +34,7 @@ import numpy as np
 AVAILABLE_MODELS = ("mask_rcnn",)
 RESERVED_MODELS = ("yolact", "centernet", "mask2former")
 
-BACKBONES = ("resnet50", "resnet101")
+BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -77,8 +77,10 @@ class Config(object):
     VALIDATION_STEPS = 50
 
     # Backbone network architecture. Supported values are: resnet50,
-    # resnet101. You can also provide a callable with the signature of
-    # model.resnet_graph; then also supply COMPUTE_BACKBONE_SHAPE.
+    # resnet101 (and, new, resnet18 / resnet34: cheap basic-block ResNets for
+    # small datasets and CPUs, without released weights). You can also
+    # provide a callable with the signature of model.resnet_graph; then also
+    # supply COMPUTE_BACKBONE_SHAPE.
     BACKBONE = "resnet101"
 
     # Only useful if you supply a callable to BACKBONE. Should compute the
@@ -206,6 +208,9 @@ class Config(object):
     # Width of the mask head's four 3x3 convolutions and its deconvolution.
     # The released weights use 256; smaller heads train faster from scratch.
     MASK_HEAD_CHANNELS = 256
+
+    # Width of the RPN's shared 3x3 convolution (512 in the released weights).
+    RPN_CONV_CHANNELS = 512
 
     # Linear learning-rate warm-up over this many optimizer steps at the
     # start of each train() call (0: constant learning rate, as the original).
@@ -427,9 +432,10 @@ class Config(object):
             add("GRADIENT_CLIP_NORM must be a positive number or None, got {!r}"
                 .format(self.GRADIENT_CLIP_NORM))
 
-        if not _is_int(self.MASK_HEAD_CHANNELS) or self.MASK_HEAD_CHANNELS < 1:
-            add("MASK_HEAD_CHANNELS must be a positive integer, got {!r}".format(
-                self.MASK_HEAD_CHANNELS))
+        for name in ("MASK_HEAD_CHANNELS", "RPN_CONV_CHANNELS"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                add("{} must be a positive integer, got {!r}".format(name, value))
         if not _is_int(self.LEARNING_RATE_WARMUP_STEPS) or self.LEARNING_RATE_WARMUP_STEPS < 0:
             add("LEARNING_RATE_WARMUP_STEPS must be a non-negative integer, got {!r}".format(
                 self.LEARNING_RATE_WARMUP_STEPS))

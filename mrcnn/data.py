@@ -113,8 +113,9 @@ def compute_backbone_shapes(config, image_shape):
     """
     if callable(config.BACKBONE):
         return config.COMPUTE_BACKBONE_SHAPE(image_shape)
-    if config.BACKBONE not in ("resnet50", "resnet101"):
-        raise ValueError("BACKBONE={!r} is not supported; use resnet50, resnet101 or "
+    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18", "resnet34"):
+        raise ValueError("BACKBONE={!r} is not supported; use resnet50, resnet101, "
+                         "resnet18, resnet34 or "
                          "a callable with COMPUTE_BACKBONE_SHAPE".format(config.BACKBONE))
     return np.array([[int(math.ceil(image_shape[0] / stride)),
                       int(math.ceil(image_shape[1] / stride))]

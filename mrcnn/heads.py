@@ -51,6 +51,32 @@ class RoiDistributed(KL.Wrapper):
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class FullWindowConv2D(KL.Conv2D):
+    """A "valid" Conv2D whose kernel covers its whole input (the classifier
+    head's 7x7 convolution on 7x7 pooled features), computed as one matrix
+    product.
+
+    Same weights and output ([N, 1, 1, filters]) as Conv2D, so checkpoints
+    and released weights load unchanged; TensorFlow's CPU gradient of such a
+    convolution is pathologically slow (a third of a training step in our
+    profile), the matrix product's is not. Inputs of another size fall back
+    to the ordinary convolution.
+    """
+
+    def call(self, inputs):
+        kh, kw = self.kernel_size
+        if tuple(inputs.shape[1:3]) != (kh, kw) or self.padding != "valid":
+            return super().call(inputs)
+        flat = ops.reshape(inputs, (-1, kh * kw * inputs.shape[-1]))
+        outputs = ops.matmul(flat, ops.reshape(self.kernel, (-1, self.filters)))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return ops.reshape(outputs, (-1, 1, 1, self.filters))
+
+
 def _bn_mode(train_bn):
     """TRAIN_BN -> ``training`` argument: False freezes the statistics."""
     return None if train_bn is None else bool(train_bn)
@@ -83,7 +109,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
     x = PyramidROIAlign([pool_size, pool_size],
                         name="roi_align_classifier")([rois, image_meta] + feature_maps)
     # Two 1024 FC layers (implemented with Conv2D for consistency)
-    x = RoiDistributed(KL.Conv2D(fc_layers_size, (pool_size, pool_size), padding="valid"),
+    x = RoiDistributed(FullWindowConv2D(fc_layers_size, (pool_size, pool_size), padding="valid"),
                        name="mrcnn_class_conv1")(x)
     x = RoiDistributed(BatchNorm(), name='mrcnn_class_bn1')(x, training=training)
     x = KL.Activation('relu')(x)
@@ -95,7 +121,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
 
     # Classifier head
     mrcnn_class_logits = RoiDistributed(KL.Dense(num_classes), name='mrcnn_class_logits')(shared)
-    mrcnn_probs = KL.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
+    mrcnn_probs = KL.Activation("softmax", name="mrcnn_class", dtype="float32")(mrcnn_class_logits)
 
     # BBox head: [batch, num_rois, NUM_CLASSES * (dy, dx, log(dh), log(dw))]
     x = RoiDistributed(KL.Dense(num_classes * 4, activation='linear'), name='mrcnn_bbox_fc')(shared)
@@ -148,6 +174,10 @@ class NormBoxes(KL.Layer):
     Inputs: [boxes [batch, N, (y1, x1, y2, x2)] pixels, image [batch, H, W, C]].
     Output: [batch, N, 4] float32, see utils.norm_boxes."""
 
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
     def call(self, inputs):
         from mrcnn.layers import norm_boxes_graph
         boxes, image = inputs
@@ -163,6 +193,7 @@ class SliceRois(KL.Layer):
     optionally only the first ``columns`` values of the last axis."""
 
     def __init__(self, count=None, columns=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.count = None if count is None else int(count)
         self.columns = None if columns is None else int(columns)

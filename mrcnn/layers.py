@@ -176,6 +176,7 @@ class ConfiguredLayer(KL.Layer):
     FIELDS = {}
 
     def __init__(self, config=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic stays float32
         settings = {}
         for name, (attribute, convert, default) in self.FIELDS.items():
             value = kwargs.pop(name, None)
@@ -219,6 +220,7 @@ class ProposalLayer(KL.Layer):
 
     def __init__(self, proposal_count, nms_threshold, config=None,
                  pre_nms_limit=None, rpn_bbox_std_dev=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic stays float32
         super().__init__(**kwargs)
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
@@ -322,6 +324,7 @@ class PyramidROIAlign(KL.Layer):
     """
 
     def __init__(self, pool_shape, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(s) for s in pool_shape)
 

@@ -166,6 +166,7 @@ class LossLayer(KL.Layer):
     ``rpn_bbox_loss`` without ``config``). Output: a float32 scalar."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if self.name not in LOSS_FUNCTIONS:
             raise ValueError("LossLayer name must be one of {}, got {!r}".format(

@@ -106,8 +106,10 @@ class MaskRCNN(ModelBase):
                 mask_hw = list(config.MINI_MASK_SHAPE)
             else:
                 mask_hw = [None, None]
+            # uint8 rather than the original's bool: tf.distribute cannot
+            # reduce bool batches when Keras builds the model under a strategy.
             input_gt_masks = KL.Input(shape=mask_hw + [None], name="input_gt_masks",
-                                      dtype="bool")
+                                      dtype="uint8")
             inputs += [input_rpn_match, input_rpn_bbox, input_gt_class_ids, input_gt_boxes,
                        input_gt_masks]
             # Normalize coordinates
@@ -125,7 +127,8 @@ class MaskRCNN(ModelBase):
 
         # RPN Model, shared by every pyramid level.
         rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
+                              config.TOP_DOWN_PYRAMID_SIZE,
+                              conv_channels=config.RPN_CONV_CHANNELS)
         layer_outputs = [rpn([p]) for p in rpn_feature_maps]
         output_names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
         rpn_class_logits, rpn_class, rpn_bbox = [
@@ -222,7 +225,7 @@ class MaskRCNN(ModelBase):
                 ("input_rpn_bbox", (config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), np.float32),
                 ("input_gt_class_ids", (gt,), np.int32),
                 ("input_gt_boxes", (gt, 4), np.float32),
-                ("input_gt_masks", mask_hw + (gt,), bool)]
+                ("input_gt_masks", mask_hw + (gt,), np.uint8)]
 
     def training_sample(self, dataset, image_id, augmentation):
         """Arrays of one image in training_signature() order, or None when

@@ -92,12 +92,17 @@ class ModelBase(object):
         self.epoch = 0
         self._predict_fn = None
         self.set_log_dir()
-        if config.MIXED_PRECISION:
-            import keras
-            keras.mixed_precision.set_dtype_policy("mixed_float16")
         self.strategy = trainlib.distribution_strategy(config)
-        with self.strategy.scope():
-            self.keras_model = self.build(mode=mode, config=config)
+        import keras
+        previous_policy = keras.config.dtype_policy()
+        if config.MIXED_PRECISION:
+            # Only this model's layers: the global policy is restored below.
+            keras.config.set_dtype_policy("mixed_float16")
+        try:
+            with self.strategy.scope():
+                self.keras_model = self.build(mode=mode, config=config)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
 
     # ------------------------------------------------------------------
     # Log directories and checkpoints

@@ -35,8 +35,26 @@ def test_resnet_fpn_shapes_and_names(architecture, last_block):
 
 
 def test_resnet_rejects_unknown_architecture():
-    with pytest.raises(ValueError, match="Unknown ResNet architecture 'resnet18'"):
-        backbone.resnet_graph(keras.Input(shape=[64, 64, 3]), "resnet18")
+    with pytest.raises(ValueError, match="Unknown ResNet architecture 'resnet152'"):
+        backbone.resnet_graph(keras.Input(shape=[64, 64, 3]), "resnet152")
+
+
+@pytest.mark.parametrize("architecture, convs, widths", [
+    ("resnet18", 1 + 2 * 8 + 3, (64, 128, 256, 512)),
+    ("resnet34", 1 + 2 * 16 + 3, (64, 128, 256, 512)),
+])
+def test_basic_block_resnets(architecture, convs, widths):
+    image = keras.Input(shape=[64, 64, 3])
+    stages = backbone.resnet_graph(image, architecture, stage5=True)
+    assert [tuple(c.shape[1:]) for c in stages[1:]] == [
+        (64 // s, 64 // s, w) for s, w in zip((4, 8, 16, 32), widths)]
+    model = keras.Model(image, stages[1:])
+    names = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    # 1 stem conv, two per basic block, one projection shortcut per stage 3-5.
+    assert len(names) == convs
+    assert {"conv1", "res2a_branch2a", "res2b_branch2b", "res3a_branch1",
+            "res5b_branch2b"} <= set(names)
+    assert "res2a_branch1" not in names  # stage 2 keeps width and stride
 
 
 def test_batchnorm_training_flag_is_honoured():

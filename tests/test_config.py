@@ -50,10 +50,11 @@ def test_reference_defaults():
     assert config.MODEL == "mask_rcnn"
     # Additions keep the original's behaviour by default.
     assert config.MASK_HEAD_CHANNELS == 256
+    assert config.RPN_CONV_CHANNELS == 512
     assert config.LEARNING_RATE_WARMUP_STEPS == 0
     assert config.MIXED_PRECISION is False
-    # 45 reference attributes + MODEL + 3 additions + 3 derived values.
-    assert len(config.to_dict()) == 45 + 1 + 3 + 3
+    # 45 reference attributes + MODEL + 4 additions + 3 derived values.
+    assert len(config.to_dict()) == 45 + 1 + 4 + 3
 
 
 def test_derived_values_follow_later_edits():
@@ -99,7 +100,7 @@ def test_validate_accepts_good_config():
 @pytest.mark.parametrize("attribute, value, message", [
     ("NUM_CLASSES", 1, "NUM_CLASSES must be at least 2"),
     ("IMAGE_MAX_DIM", 100, "IMAGE_MAX_DIM=100 must be a positive multiple of 64"),
-    ("BACKBONE", "resnet18", "BACKBONE='resnet18' is unknown"),
+    ("BACKBONE", "resnet152", "BACKBONE='resnet152' is unknown"),
     ("RPN_ANCHOR_RATIOS", [0.5, -1], "RPN_ANCHOR_RATIOS must be a non-empty list"),
     ("RPN_ANCHOR_RATIOS", [], "RPN_ANCHOR_RATIOS must be a non-empty list"),
     ("RPN_ANCHOR_SCALES", (8, 16), "RPN_ANCHOR_SCALES has 2 entries but BACKBONE_STRIDES has 5"),

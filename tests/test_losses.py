@@ -135,3 +135,4 @@ def test_box_deltas_cannot_overflow():
     out = apply_box_deltas_graph(boxes, huge).numpy()
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out[0, 2] - out[0, 0], 0.1 * 1000 / 16, rtol=1e-4)
+

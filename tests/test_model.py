@@ -354,3 +354,71 @@ def test_trainable_layer_helpers(inference):
     names = [layer.name for layer in layers]
     assert "mrcnn_mask_conv1" in names and "rpn_model" in names
     assert all(layer.weights for layer in layers)
+
+
+# ---------------------------------------------------------------------------
+# Multi-device training
+# ---------------------------------------------------------------------------
+
+DISTRIBUTED_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(16)
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[2])
+from tiny_models import TinyConfig, shapes_dataset
+from mrcnn import model as modellib
+
+class TwoDevices(TinyConfig):
+    GPU_COUNT = 2
+    IMAGES_PER_GPU = 1
+
+model = modellib.MaskRCNN("training", TwoDevices(), sys.argv[1])
+data = shapes_dataset(4, seed=1)
+history = model.train(data, data, 0.01, epochs=1, layers="all", verbose=0)
+print(json.dumps({"replicas": model.strategy.num_replicas_in_sync,
+                  "devices": list(model.strategy.extended.worker_devices),
+                  "loss": history.history["loss"], "checkpoint": model.find_last()}))
+"""
+
+
+def test_gpu_count_two_trains_with_a_mirrored_strategy(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "distributed.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "logs"),
+                             os.path.dirname(os.path.abspath(__file__))],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and len(report["devices"]) == 2
+    assert all(np.isfinite(report["loss"]))
+    assert report["checkpoint"].endswith("mask_rcnn_tiny_0001.h5")
+
+
+def test_gpu_count_beyond_devices_is_a_clear_error(tmp_path):
+    class Four(TinyConfig):
+        GPU_COUNT = 4
+        IMAGES_PER_GPU = 1
+    with pytest.raises(ValueError, match="GPU_COUNT=4 but only 0 GPU"):
+        modellib.MaskRCNN("training", Four(), str(tmp_path))
+
+
+def test_mixed_precision_builds_float16_heads_and_keeps_boxes_float32(datasets, tmp_path):
+    class Mixed(TinyConfig):
+        MIXED_PRECISION = True
+    before = keras.config.dtype_policy().name
+    model = modellib.MaskRCNN("training", Mixed(), str(tmp_path))
+    assert keras.config.dtype_policy().name == before  # global policy untouched
+    km = model.keras_model
+    assert km.get_layer("mrcnn_mask_conv1").dtype_policy.name == "mixed_float16"
+    for name in ("ROI", "proposal_targets", "roi_align_mask", "mrcnn_mask_loss"):
+        assert km.get_layer(name).dtype_policy.name == "float32", name
+    batch = next(iter(model.training_dataset(datasets[0], seed=0)))
+    model.set_trainable(".*", verbose=0)
+    model.compile(0.01)
+    assert isinstance(km.optimizer, keras.optimizers.LossScaleOptimizer)
+    logs = km.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"])

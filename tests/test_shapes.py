@@ -59,6 +59,9 @@ def test_config_values_and_validate():
         assert getattr(shapes.ShapesConfig, name) == value, name
     assert config.BATCH_SIZE == 8
     assert list(config.IMAGE_SHAPE) == [128, 128, 3]
+    # The from-scratch recipe: cheap backbone, trainable batch norm, warm-up.
+    assert (config.BACKBONE, config.TRAIN_BN) == ("resnet18", None)
+    assert config.LEARNING_RATE_WARMUP_STEPS > 0
     assert config.validate() is config
 
 

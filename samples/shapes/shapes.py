@@ -62,10 +62,9 @@ class ShapesConfig(Config):
     # Give the configuration a recognizable name
     NAME = "shapes"
 
-    # Train on 1 GPU and 8 images per GPU. We can put multiple images on each
-    # GPU because the images are small. Batch size is 8 (GPUs * images/GPU).
+    # Train on 1 GPU (or the CPU) and 8 images per GPU. We can put multiple
+    # images on each GPU because the images are small.
     GPU_COUNT = 1
-    IMAGES_PER_GPU = 8
 
     # Number of classes (including background)
     NUM_CLASSES = 1 + 3  # background + 3 shapes
@@ -90,15 +89,19 @@ class ShapesConfig(Config):
 
     # ---- The from-scratch recipe (not in the original tutorial, which
     # fine-tuned COCO weights on a GPU). It trains from random weights on a
-    # laptop CPU: batch statistics in every batch norm (trainable
-    # normalisation), narrow FPN/heads sized for 128 px images with three
-    # classes, a short warm-up and a learning rate that does not diverge.
-    BACKBONE = "resnet50"
+    # laptop CPU: a ResNet-18 backbone (ResNet-50/101 are built for ImageNet
+    # and spend most of a CPU step on 128 px toy images), batch statistics in
+    # every batch norm (trainable normalisation), narrow FPN, RPN and heads
+    # sized for three classes, a short warm-up and a learning rate that does
+    # not diverge.
+    IMAGES_PER_GPU = 8
+    BACKBONE = "resnet18"
     TRAIN_BN = None
     TOP_DOWN_PYRAMID_SIZE = 64
+    RPN_CONV_CHANNELS = 128
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
-    MASK_HEAD_CHANNELS = 64
-    LEARNING_RATE = 0.01
+    MASK_HEAD_CHANNELS = 32
+    LEARNING_RATE = 0.02
     LEARNING_RATE_WARMUP_STEPS = 100
     MAX_GT_INSTANCES = 10
     POST_NMS_ROIS_TRAINING = 500
