@@ -58,6 +58,9 @@ def main():
     config = BenchConfig()
     dataset = shapes.ShapesDataset()
     dataset.load_shapes(40, args.size, args.size, seed=1)
+    # COCO-sized heads: pad the class list to 81 (the images use 1-3).
+    for class_id in range(4, config.NUM_CLASSES):
+        dataset.add_class("shapes", class_id, "unused{}".format(class_id))
     dataset.prepare()
     model = modellib.MaskRCNN("training", config, tempfile.mkdtemp(prefix="bench_train_"))
     data = model.training_dataset(dataset, seed=0)
