@@ -57,7 +57,8 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
         batch axis); shapes must be fully defined.
     batch_size: images per batch (the global batch across replicas).
         Incomplete final batches are dropped so every step sees
-        ``batch_size`` images.
+        ``batch_size`` images. With ``repeat`` a dataset smaller than a
+        batch is fine (a batch then spans passes); without, it is an error.
     augmentation: passed to sample_fn except for images whose source is in
         ``no_augmentation_sources``.
     constants: dict input_name -> array added, with a batch axis, to every
@@ -71,7 +72,7 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     image_ids = np.asarray(dataset.image_ids)
     if image_ids.size == 0:
         raise ValueError("The dataset has no images; did you call dataset.prepare()?")
-    if image_ids.size < batch_size:
+    if image_ids.size < batch_size and not repeat:
         raise ValueError("The dataset has {} images, fewer than one batch of {}".format(
             image_ids.size, batch_size))
     skip_sources = set(no_augmentation_sources or [])

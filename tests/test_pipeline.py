@@ -101,4 +101,10 @@ def test_empty_or_small_dataset_is_rejected():
     with pytest.raises(ValueError, match="prepare"):
         make_dataset(Dataset(), None, SIGNATURE, batch_size=1)
     with pytest.raises(ValueError, match="fewer than one batch"):
-        make_dataset(make(2), None, SIGNATURE, batch_size=4)
+        make_dataset(make(2), None, SIGNATURE, batch_size=4, repeat=False)
+
+
+def test_endless_dataset_smaller_than_a_batch_spans_passes():
+    data = make_dataset(make(3), lambda i, aug: [np.array([i]), np.zeros(2)], SIGNATURE,
+                        batch_size=4, shuffle=False)
+    assert ids_of(data.take(3)) == [0, 1, 2] * 4
