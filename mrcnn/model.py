@@ -36,6 +36,22 @@ from mrcnn.losses import (LossLayer, mrcnn_bbox_loss_graph,  # noqa: F401
 from mrcnn.modelbase import ModelBase, create_model, log, register_model  # noqa: F401
 from mrcnn.training import DetectionModel
 
+# The reference's public names, re-exported from the modules that hold them.
+__all__ = [
+    "MaskRCNN", "ModelBase", "create_model", "register_model", "log",
+    "BatchNorm", "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer",
+    "RoiDistributed", "NormBoxes", "SliceRois", "LossLayer",
+    "resnet_graph", "identity_block", "conv_block", "fpn_graph", "rpn_graph",
+    "build_rpn_model", "fpn_classifier_graph", "build_fpn_mask_graph",
+    "compute_backbone_shapes", "load_image_gt", "build_rpn_targets",
+    "build_detection_targets", "generate_random_rois", "data_generator", "select_instances",
+    "compose_image_meta", "parse_image_meta", "parse_image_meta_graph", "mold_image",
+    "unmold_image", "norm_boxes_graph", "denorm_boxes_graph", "apply_box_deltas_graph",
+    "clip_boxes_graph", "overlaps_graph", "trim_zeros_graph", "smooth_l1_loss",
+    "rpn_class_loss_graph", "rpn_bbox_loss_graph", "mrcnn_class_loss_graph",
+    "mrcnn_bbox_loss_graph", "mrcnn_mask_loss_graph",
+]
+
 LOSS_NAMES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss"]
 
