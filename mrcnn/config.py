@@ -159,7 +159,9 @@ class Config(object):
     # Shape of output mask. The mask head upsamples MASK_POOL_SIZE by 2.
     MASK_SHAPE = [28, 28]
 
-    # Maximum number of ground truth instances to use in one image
+    # Maximum number of ground truth instances to use in one image. Training
+    # images with more keep a random subset of this many (data.select_instances,
+    # in their original order); the RPN targets are still built from all of them.
     MAX_GT_INSTANCES = 100
 
     # Bounding box refinement standard deviation for RPN and final detections.

@@ -79,16 +79,58 @@ def parse_image_meta(meta):
     }
 
 
+def check_image(image, channel_count=3):
+    """Validate one input image and return it as a NumPy array.
+
+    image: [height, width, channel_count] array of numbers (any integer or
+        float dtype, or bool). A 2-D (grayscale) image is repeated to 3
+        channels when channel_count is 3, or given a channel axis when it is 1.
+
+    Raises ValueError, saying what is wrong and how to fix it, for another
+    number of dimensions or channels (an RGBA image for a 3-channel model:
+    drop the alpha channel), an empty image, a non-numeric dtype, and NaN or
+    Inf values in a float image, and integer images with values above 255
+    (16-bit data: MEAN_PIXEL is on the 0..255 scale, so convert them first).
+    Float images are taken to be on the 0..255 scale and are not checked.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2 and channel_count in (1, 3):
+        image = np.repeat(image[:, :, np.newaxis], channel_count, axis=2)
+    if image.ndim != 3 or image.shape[2] != channel_count:
+        raise ValueError(
+            "Expected an image of shape [height, width, {}], got {}; convert it (e.g. drop "
+            "the alpha channel with image[..., :3]) or set IMAGE_CHANNEL_COUNT".format(
+                channel_count, image.shape))
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError("Expected a non-empty image, got shape {}".format(image.shape))
+    if not np.issubdtype(image.dtype, np.number) and image.dtype != bool:
+        raise ValueError("Expected a numeric image, got dtype {}".format(image.dtype))
+    if image.dtype.kind in "fc" and not np.all(np.isfinite(image)):
+        raise ValueError("The image contains NaN or Inf values")
+    if image.dtype.kind in "iu" and image.dtype.itemsize > 1 and image.size \
+            and int(image.max()) > 255:
+        raise ValueError(
+            "The {} image has values up to {}, beyond 0..255 (a 16-bit image?); the model "
+            "expects 8-bit values: convert it, e.g. (image // 257).astype(np.uint8) for "
+            "0..65535".format(image.dtype, int(image.max())))
+    return image
+
+
 def mold_image(images, config):
     """Expects an RGB image (or array of images) and subtracts the mean pixel
     (config.MEAN_PIXEL) and converts it to float32. Expects image colors in
     RGB order.
 
     Differs from the original: the result is float32 (the original's
-    subtraction of a float64 MEAN_PIXEL produced float64).
+    subtraction of a float64 MEAN_PIXEL produced float64); float images with
+    NaN or Inf values raise ValueError instead of giving NaN inputs.
     """
+    images = np.asarray(images)
+    if images.dtype.kind in "fc" and not np.all(np.isfinite(images)):
+        raise ValueError("mold_image: the image contains NaN or Inf values; replace them "
+                         "(e.g. np.nan_to_num) before molding")
     mean = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-    return np.asarray(images).astype(np.float32) - mean
+    return images.astype(np.float32) - mean
 
 
 def unmold_image(normalized_images, config):
@@ -225,18 +267,28 @@ def load_image_gt(dataset, config, image_id, augmentation=None,
     bbox: [instance_count, (y1, x1, y2, x2)] int32, in image pixels
     mask: [height, width, instance_count] bool, or MINI_MASK_SHAPE masks.
 
-    Instances whose mask is empty after resizing, cropping and augmentation
-    are dropped. Images with more than MAX_GT_INSTANCES instances are returned
-    whole, as in the original: callers subsample with select_instances().
+    Instances whose mask is empty are dropped: all-zero masks from
+    load_mask() (logged at DEBUG level with the image and the instance
+    indices) and masks emptied by resizing, cropping or augmentation. An image
+    left without instances gives empty arrays; the training pipelines skip it.
+    Images with more than MAX_GT_INSTANCES instances are returned whole, as
+    in the original: callers subsample with select_instances().
 
     Differs from the original: albumentations or a callable instead of imgaug;
-    load_mask() output is validated (ValueError naming the image, its path and
-    both shapes when the mask's height/width differ from the image's, and when
-    len(class_ids) != number of masks); an empty mask with no class ids (the
-    base Dataset.load_mask()) means no instances; masks come back bool and
-    class_ids int32; `augment` moved after use_mini_mask (pass it by name).
+    load_image() output is checked with check_image() (a 2-D image becomes
+    RGB; other channel counts, non-numeric dtypes and NaN/Inf raise
+    ValueError naming the image and its path); load_mask() output is validated
+    (ValueError naming the image, its path and both shapes when the mask's
+    height/width differ from the image's, and when len(class_ids) != number
+    of masks); an empty mask with no class ids (the base Dataset.load_mask())
+    means no instances; masks come back bool and class_ids int32; `augment`
+    moved after use_mini_mask (pass it by name).
     """
-    image = np.asarray(dataset.load_image(image_id))
+    try:
+        image = check_image(dataset.load_image(image_id), config.IMAGE_CHANNEL_COUNT)
+    except ValueError as error:
+        raise ValueError("load_image_gt: load_image() of {}: {}".format(
+            _describe_image(dataset, image_id), error)) from None
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = np.asarray(mask), np.asarray(class_ids).reshape(-1)
     if mask.size == 0 and class_ids.size == 0:
@@ -253,6 +305,11 @@ def load_image_gt(dataset, config, image_id, augmentation=None,
             .format(_describe_image(dataset, image_id), class_ids.shape[0],
                     mask.shape[-1]))
     mask, class_ids = mask.astype(bool, copy=False), class_ids.astype(np.int32)
+    if logger.isEnabledFor(logging.DEBUG):
+        empty = np.flatnonzero(~mask.any(axis=(0, 1)))
+        if empty.size:
+            logger.debug("load_image_gt: dropping instance(s) %s of %s: load_mask() gave "
+                         "all-zero masks", empty.tolist(), _describe_image(dataset, image_id))
 
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
@@ -619,8 +676,9 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
             logger.warning("data_generator: skipping %s after an error: %s",
                            _describe_image(dataset, image_id), error, exc_info=True)
             if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                logger.error("data_generator: %d images in a row failed; giving up",
-                             consecutive_errors)
+                logger.error("data_generator: %d images in a row failed, the last %s; "
+                             "giving up", consecutive_errors,
+                             _describe_image(dataset, image_id))
                 raise
             continue
         consecutive_errors = 0

@@ -170,9 +170,10 @@ class Dataset(object):
         """Load the specified image and return a [H,W,3] uint8 RGB Numpy array.
 
         Grayscale, grayscale+alpha, RGBA, palette, CMYK and 16-bit files are
-        converted to 8-bit RGB (alpha dropped; 16-bit values scaled by
-        255/65535). Raises ImageLoadError naming the image id and file when
-        the file is missing, truncated or not an image.
+        converted to 8-bit RGB (see read_image_rgb). Raises ImageLoadError
+        naming the image id and file when the file is missing, empty,
+        truncated or not an image; the training pipeline logs and skips such
+        images.
         """
         info = self.image_info[image_id]
         return read_image_rgb(info['path'], what="image {} ({})".format(
@@ -210,22 +211,33 @@ def read_image_rgb(path, what=None):
 
     path: file path. what: optional description used in error messages.
 
-    Conversions: 'L'/'LA'/'P'/'RGBA'/'CMYK'/... -> RGB through Pillow; 16-bit
-    and 32-bit integer images are scaled from their type's range to 0..255;
-    float images in [0, 1] are scaled by 255.
+    Conversions: 'L'/'LA'/'P'/'RGBA'/'CMYK'/... -> RGB through Pillow (alpha
+    dropped, palette colours looked up); 16-bit grayscale and 32-bit integer
+    images are scaled from their type's range to 0..255; float images in
+    [0, 1] are scaled by 255; 16-bit colour PNGs are reduced to 8 bits by
+    Pillow when it opens them (it keeps the high byte). A single-pixel image
+    is a valid [1, 1, 3] image.
+
+    Raises ImageLoadError ("Cannot load <what> at <path>: ...") when the path
+    is missing or not a file, and when the file is empty, truncated, corrupt
+    or not an image (Pillow's reason is included).
     """
     from PIL import Image, UnidentifiedImageError
 
     label = "{} at {}".format(what, path) if what else str(path)
-    if path is None or not os.path.isfile(path):
-        raise ImageLoadError("Cannot load {}: file not found".format(label))
+    if path is None or not os.path.exists(path):
+        raise ImageLoadError("Cannot load {}: file not found; check the path given to "
+                             "add_image()".format(label))
+    if not os.path.isfile(path):
+        raise ImageLoadError("Cannot load {}: not a file (a directory?)".format(label))
     try:
         with Image.open(path) as img:
             img.load()
             array = _pil_to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageLoadError("Cannot load {}: not a readable image ({})".format(
-            label, e)) from e
+        raise ImageLoadError("Cannot load {}: not a readable image ({}); the file is empty, "
+                             "truncated, corrupt or not an image: replace it or remove it "
+                             "from the dataset".format(label, e)) from e
     return array
 
 

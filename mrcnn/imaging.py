@@ -253,31 +253,50 @@ def resize_mask(mask, scale, padding, crop=None):
     return mask
 
 
+def _box_ints(func, i, box):
+    """(y1, x1, y2, x2) ints of instance i's box; ValueError for NaN/Inf."""
+    values = np.asarray(box[:4], dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("{}: instance {} has a box with NaN or Inf coordinates {}".format(
+            func, i, values.tolist()))
+    return tuple(int(v) for v in values)
+
+
 def minimize_mask(bbox, mask, mini_shape):
     """Resize masks to a smaller version to reduce memory load.
     Mini-masks can be resized back to image scale using expand_masks()
 
-    bbox: [N, (y1, x1, y2, x2)] boxes of the instances
+    bbox: [N, (y1, x1, y2, x2)] boxes of the instances, inside the mask
+        (0 <= y1 < y2 <= height, 0 <= x1 < x2 <= width), as extract_bboxes()
+        gives them for non-empty masks.
     mask: [height, width, N]
     mini_shape: (height, width) of the mini masks
 
     Returns: [mini_height, mini_width, N] bool.
 
-    Differs from the original: a box with zero area raises ValueError naming
-    the instance index and its box, instead of a bare "Invalid bounding box".
+    Differs from the original: a box with zero area, an inverted box, a box
+    reaching outside the mask (negative coordinates used to wrap around) and
+    NaN/Inf coordinates raise ValueError naming the instance index and its
+    box, instead of a bare "Invalid bounding box" or a wrong crop.
     """
     mini_shape = tuple(mini_shape)
     mask = np.asarray(mask)
+    height, width = mask.shape[:2]
     mini_mask = np.zeros(mini_shape + (mask.shape[-1],), dtype=bool)
     for i in range(mask.shape[-1]):
-        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
-        # Pick slice and cast to bool in case load_mask() returned wrong dtype
-        m = mask[y1:y2, x1:x2, i].astype(bool)
-        if m.size == 0:
+        y1, x1, y2, x2 = _box_ints("minimize_mask", i, bbox[i])
+        if y2 <= y1 or x2 <= x1:
             raise ValueError(
                 "minimize_mask: instance {} has a bounding box with zero area {}; "
                 "remove empty masks (extract_bboxes gives them (0, 0, 0, 0)) "
                 "before minimizing".format(i, (y1, x1, y2, x2)))
+        if y1 < 0 or x1 < 0 or y2 > height or x2 > width:
+            raise ValueError(
+                "minimize_mask: instance {} has a bounding box {} outside the mask of "
+                "height {} and width {}; use extract_bboxes(mask) for the boxes".format(
+                    i, (y1, x1, y2, x2), height, width))
+        # Pick slice and cast to bool in case load_mask() returned wrong dtype
+        m = mask[y1:y2, x1:x2, i].astype(bool)
         # Resize with bilinear interpolation
         m = resize(m, mini_shape)
         mini_mask[:, :, i] = np.around(m).astype(bool)
@@ -288,21 +307,29 @@ def expand_mask(bbox, mini_mask, image_shape):
     """Resizes mini masks back to image size. Reverses the change
     of minimize_mask().
 
-    bbox: [N, (y1, x1, y2, x2)] boxes in image pixels
+    bbox: [N, (y1, x1, y2, x2)] boxes in image pixels, inside the image
     mini_mask: [mini_height, mini_width, N]
     image_shape: (height, width[, channels]) of the image
 
-    Returns: [height, width, N] bool.
+    Returns: [height, width, N] bool. An instance whose box has zero area
+    (or is inverted) gets an empty mask. A box reaching outside the image or
+    with NaN/Inf coordinates raises ValueError naming the instance (the
+    original failed in a broadcast, or wrapped negative coordinates around).
     """
     mini_mask = np.asarray(mini_mask)
-    mask = np.zeros(tuple(image_shape[:2]) + (mini_mask.shape[-1],), dtype=bool)
+    height, width = (int(v) for v in image_shape[:2])
+    mask = np.zeros((height, width, mini_mask.shape[-1]), dtype=bool)
     for i in range(mask.shape[-1]):
         m = mini_mask[:, :, i]
-        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+        y1, x1, y2, x2 = _box_ints("expand_mask", i, bbox[i])
         h = y2 - y1
         w = x2 - x1
         if h <= 0 or w <= 0:
             continue
+        if y1 < 0 or x1 < 0 or y2 > height or x2 > width:
+            raise ValueError(
+                "expand_mask: instance {} has a bounding box {} outside the image of "
+                "height {} and width {}".format(i, (y1, x1, y2, x2), height, width))
         # Resize with bilinear interpolation
         m = resize(m, (h, w))
         mask[y1:y2, x1:x2, i] = np.around(m).astype(bool)
@@ -317,13 +344,21 @@ def unmold_mask(mask, bbox, image_shape):
     image_shape: (height, width[, channels]) of the output
 
     Returns a binary mask with the same size as the original image.
+    The mask is resized to the whole box; a box reaching outside the image
+    keeps the part inside it (the original failed in a broadcast), and a box
+    with zero area or entirely outside gives an empty mask. ValueError for
+    NaN/Inf box coordinates.
     """
     threshold = 0.5
-    y1, x1, y2, x2 = (int(v) for v in bbox)
-    full_mask = np.zeros(tuple(image_shape[:2]), dtype=bool)
-    if y2 <= y1 or x2 <= x1:
+    y1, x1, y2, x2 = _box_ints("unmold_mask", 0, bbox)
+    height, width = (int(v) for v in image_shape[:2])
+    full_mask = np.zeros((height, width), dtype=bool)
+    top, left = max(y1, 0), max(x1, 0)
+    bottom, right = min(y2, height), min(x2, width)
+    if y2 <= y1 or x2 <= x1 or bottom <= top or right <= left:
         return full_mask
     mask = resize(mask, (y2 - y1, x2 - x1))
-    # Put the mask in the right location.
-    full_mask[y1:y2, x1:x2] = mask >= threshold
+    # Put the part of the mask that lies in the image in the right location.
+    full_mask[top:bottom, left:right] = \
+        mask[top - y1:bottom - y1, left - x1:right - x1] >= threshold
     return full_mask

@@ -10,8 +10,12 @@ a ``tf.data.Dataset`` of batches keyed by the model's input names:
   (no duplicated or dropped samples within a pass, a new order each pass);
 * images are loaded by parallel tf.data workers, batches are prefetched;
 * images without instances are skipped; an image that fails to load is
-  logged with its id and path and skipped, and loading stops with the
-  error when MAX_CONSECUTIVE_ERRORS images fail in a row;
+  logged (WARNING, with its id, source and path, and the traceback) and
+  skipped; when MAX_CONSECUTIVE_ERRORS images fail in a row, loading stops
+  with a DataLoadError naming the last of them and its error;
+* when every image of the dataset has been skipped since the last usable one
+  (none has instances, or all fail), loading stops with a ValueError instead
+  of waiting forever for a batch;
 * ``no_augmentation_sources`` images are never augmented.
 """
 
@@ -26,12 +30,20 @@ from mrcnn.data import MAX_CONSECUTIVE_ERRORS, _describe_image
 logger = logging.getLogger(__name__)
 
 
-class _ErrorCounter:
-    """Consecutive failures across the parallel loader threads."""
+class DataLoadError(RuntimeError):
+    """Too many images in a row failed to load; the message names the last
+    one (id, source, path) and its error."""
 
-    def __init__(self, limit):
+
+class _ErrorCounter:
+    """Consecutive failures, and the images skipped since the last usable
+    one, across the parallel loader threads."""
+
+    def __init__(self, limit, image_count):
         self.limit = limit
+        self.image_count = image_count
         self.count = 0
+        self.unusable = set()
         self.lock = threading.Lock()
 
     def success(self):
@@ -43,6 +55,16 @@ class _ErrorCounter:
         with self.lock:
             self.count += 1
             return self.count >= self.limit
+
+    def usable(self, image_id, is_usable):
+        """Record whether an image gave a sample; True when every image of
+        the dataset has been skipped since the last usable one."""
+        with self.lock:
+            if is_usable:
+                self.unusable.clear()
+                return False
+            self.unusable.add(image_id)
+            return len(self.unusable) >= self.image_count
 
 
 def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
@@ -67,7 +89,11 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     repeat: True for an endless dataset (Keras ``steps_per_epoch``);
         False for one pass.
 
-    Yields dicts ``{input_name: [batch_size, ...] tensor}``.
+    Yields dicts ``{input_name: [batch_size, ...] tensor}``. While
+    iterating, tf.data reports (with the message below) a DataLoadError
+    after MAX_CONSECUTIVE_ERRORS failures in a row and a ValueError when
+    no image of a full pass is usable; a sample whose arrays do not match
+    ``signature`` raises ValueError naming the image.
     """
     image_ids = np.asarray(dataset.image_ids)
     if image_ids.size == 0:
@@ -79,7 +105,7 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     names = [name for name, _, _ in signature]
     shapes = [tuple(int(s) for s in shape) for _, shape, _ in signature]
     dtypes = [np.dtype(dtype) for _, _, dtype in signature]
-    errors = _ErrorCounter(MAX_CONSECUTIVE_ERRORS)
+    errors = _ErrorCounter(MAX_CONSECUTIVE_ERRORS, len(np.unique(image_ids)))
 
     def load(image_id):
         image_id = int(image_id)
@@ -87,15 +113,25 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
         try:
             sample = sample_fn(image_id, None if source in skip_sources else augmentation)
         except Exception as error:
+            described = _describe_image(dataset, image_id)
             if errors.failure():
-                logger.error("%d images in a row failed to load; stopping",
-                             MAX_CONSECUTIVE_ERRORS)
-                raise
-            logger.warning("Skipping %s after an error: %s",
-                           _describe_image(dataset, image_id), error, exc_info=True)
+                message = ("{} images in a row failed to load; stopping. The last was {}: "
+                           "{}: {}. Fix these images or remove them from the dataset (each "
+                           "failure is logged with its traceback)".format(
+                               MAX_CONSECUTIVE_ERRORS, described, type(error).__name__,
+                               error))
+                logger.error(message, exc_info=True)
+                raise DataLoadError(message) from error
+            logger.warning("Skipping %s after an error: %s: %s", described,
+                           type(error).__name__, error, exc_info=True)
             sample = None
         else:
             errors.success()
+        if errors.usable(image_id, sample is not None):
+            raise ValueError(
+                "No usable image in a full pass over the dataset: each of its {} images "
+                "had no instances (no class id > 0 from load_mask()) or failed to load. "
+                "Check load_mask() and the class ids it returns".format(errors.image_count))
         if sample is None:
             return [np.zeros(s, d) for s, d in zip(shapes, dtypes)] + [np.bool_(False)]
         arrays = []
