@@ -1,6 +1,9 @@
 """
 Mask R-CNN
-Weight files: the legacy Keras 2 HDF5 layout and ImageNet initialisation.
+Weight files in the legacy Keras 2 HDF5 layout: ``save_weights`` and
+``load_weights``. Where starting weights come from (ImageNet, the keywords
+of ``resolve_weights``) is ``mrcnn.pretrained``; its names stay importable
+from here.
 
 The released ``mask_rcnn_coco.h5`` is a Keras 2 ``model.save_weights("x.h5")``
 file. Its layout, which ``save_weights`` writes and ``load_weights`` reads:
@@ -32,7 +35,7 @@ import h5py
 import keras
 import numpy as np
 
-from mrcnn.utils import WeightsDownloadError  # noqa: F401  (raised here, re-exported)
+from mrcnn.utils import WeightsDownloadError  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +63,44 @@ class WeightsMismatchError(ValueError):
         for name, problems in mismatches:
             lines.append("  {}: {}".format(name, "; ".join(problems)))
         if hint is None:
-            hint = ("This usually means a different NUM_CLASSES. Load everything else with\n"
+            if all(name in CLASS_SPECIFIC_LAYERS for name in self.layer_names):
+                cause = "This usually means a different NUM_CLASSES."
+            else:
+                cause = ("The file was trained with another configuration (for example "
+                         "IMAGE_CHANNEL_COUNT for conv1, or head sizes such as "
+                         "TOP_DOWN_PYRAMID_SIZE or FPN_CLASSIF_FC_LAYERS_SIZE).")
+            hint = ("{} Load everything else with\n"
                     "  load_weights({!r}, by_name=True, exclude={!r})\n"
                     "or pass skip_mismatch=True to skip these layers with a warning."
-                    ).format(filepath, self.layer_names)
+                    ).format(cause, filepath, self.layer_names)
         lines.append(hint)
         super().__init__("\n".join(lines))
+
+
+class BackboneMismatchError(WeightsMismatchError):
+    """The file holds another ResNet backbone than the model's (a different
+    depth, or basic blocks against bottleneck blocks). Nothing is loaded.
+
+    ``file_backbone`` and ``model_backbone``: their descriptions
+    ("resnet50", "resnet101", ...).
+    """
+
+    def __init__(self, filepath, file_backbone, model_backbone):
+        self.filepath = filepath
+        self.file_backbone = file_backbone
+        self.model_backbone = model_backbone
+        self.mismatches = []
+        self.layer_names = []
+        ValueError.__init__(self, (
+            "{} holds the weights of a {} backbone but the model's backbone is {}, so the "
+            "backbone layers do not correspond. Set BACKBONE to match the file (or use a "
+            "file trained with this backbone); pass skip_mismatch=True only to load every "
+            "layer whose name and shapes happen to fit anyway.").format(
+                filepath, file_backbone, model_backbone))
+
+
+# Layers whose shapes depend on NUM_CLASSES.
+CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
 
 @dataclasses.dataclass
@@ -217,18 +252,20 @@ def _unreadable(filepath, detail):
         "download may be partial: delete it and fetch it again.".format(filepath, detail))
 
 
-def _open_weights_file(filepath):
+def open_weights_file(filepath):
     """Open ``filepath`` read-only; FileNotFoundError or WeightsFileError."""
     if not os.path.exists(filepath):
-        raise FileNotFoundError(errno.ENOENT, "Weights file not found: {}".format(filepath),
-                                filepath)
+        raise FileNotFoundError(
+            errno.ENOENT, "Weights file not found: {} (check the path; model.find_last() "
+            "gives the newest checkpoint, utils.download_trained_weights() fetches "
+            "mask_rcnn_coco.h5)".format(filepath), filepath)
     try:
         return h5py.File(filepath, "r")
     except OSError as e:
         raise _unreadable(filepath, e) from e
 
 
-def _weights_root(f, filepath):
+def weights_root(f, filepath):
     """The group holding ``layer_names``: the file root of a weights file or
     ``model_weights`` of a Keras 2 full-model file."""
     if _read_names_attr(f, "layer_names") is not None:
@@ -243,22 +280,29 @@ def _weights_root(f, filepath):
                            "attribute at its root or under 'model_weights').".format(filepath))
 
 
-def _file_layers(root, filepath):
-    """``[(layer_name, [weight_name, ...])]`` in the file's layer order."""
+def layer_groups(root, filepath):
+    """``[(layer_name, [weight_name, ...])]`` for the file's layers that
+    have weights, in the file's layer order."""
     try:
-        return [(name, _read_names_attr(root[name], "weight_names") or [])
-                for name in _read_names_attr(root, "layer_names")]
+        groups = [(name, _read_names_attr(root[name], "weight_names") or [])
+                  for name in _read_names_attr(root, "layer_names")]
     except (KeyError, OSError, RuntimeError) as e:
         raise _unreadable(filepath, e) from e
+    return [(name, weight_names) for name, weight_names in groups if weight_names]
 
 
 def _read_group(root, layer_name, weight_names, filepath):
     """The arrays of one layer group, in ``weight_names`` order."""
     try:
         group = root[layer_name]
-        return [np.asarray(group[name][()]) for name in weight_names]
+        arrays = [np.asarray(group[name][()]) for name in weight_names]
     except (KeyError, OSError, RuntimeError) as e:
         raise _unreadable(filepath, "layer {!r}: {}".format(layer_name, e)) from e
+    for name, array in zip(weight_names, arrays):
+        if array.dtype.kind not in "biuf":
+            raise _unreadable(filepath, "layer {!r}: weight {!r} holds {} values, not "
+                                        "numbers".format(layer_name, name, array.dtype))
+    return arrays
 
 
 def _match_layer(layer, file_names, values):
@@ -314,7 +358,7 @@ def _pair_by_order(model_layers, file_groups, exclude, filepath, report):
     return pairs
 
 
-def _plan(root, pairs, filepath):
+def plan_assignments(root, pairs, filepath):
     """Read and check ``[(layer, group, weight_names)]``; returns
     ``(plan, mismatches)``: ``[(layer_name, assignments)]`` for layers that
     fit and ``[(layer_name, problems)]`` for those that do not."""
@@ -329,21 +373,52 @@ def _plan(root, pairs, filepath):
     return plan, mismatches
 
 
-def _name_set(names):
+def name_set(names):
     return set([names] if isinstance(names, str) else (names or ()))
 
 
-def _apply(plan, mismatches, skip_mismatch, filepath, report, hint=None):
-    """Raise for mismatches (nothing assigned) or skip them, then assign."""
+def apply_assignments(plan, mismatches, skip_mismatch, filepath, report, hint=None):
+    """Raise for mismatches (nothing assigned) or skip them, then assign.
+
+    Every value is converted to its variable's dtype before the first
+    assignment, so a failure leaves all variables as they were."""
     if mismatches and not skip_mismatch:
         raise WeightsMismatchError(filepath, mismatches, hint)
+    converted = []
+    for name, assignments in plan:
+        try:
+            converted.append((name, [(var, value.astype(var.dtype, copy=False))
+                                     for var, value in assignments]))
+        except (TypeError, ValueError) as e:
+            raise _unreadable(filepath, "layer {!r}: {}".format(name, e)) from e
     for name, problems in mismatches:
         logger.warning("Skipping layer %s: %s", name, "; ".join(problems))
         report.mismatched.append(name)
-    for name, assignments in plan:
+    for name, assignments in converted:
         for var, value in assignments:
-            var.assign(value.astype(var.dtype, copy=False))
+            var.assign(value)
         report.loaded.append(name)
+
+
+_STAGE4_BLOCK = re.compile(r"^res4([a-z])_branch2a$")
+_BOTTLENECK_LAYER = re.compile(r"^res[2-5][a-z]_branch2c$")
+
+
+def _resnet_backbone(layer_names):
+    """"resnet50", "resnet101", "resnet18", "resnet34" (or a description of
+    another ResNet) from reference layer names; None without ResNet stage-4
+    layers (a custom backbone, or a file without a backbone)."""
+    from mrcnn.backbone import BASIC_BLOCK_RESNETS, RESNET_BLOCKS
+
+    blocks = sum(1 for name in layer_names if _STAGE4_BLOCK.match(name))
+    if not blocks:
+        return None
+    bottleneck = any(_BOTTLENECK_LAYER.match(name) for name in layer_names)
+    for architecture, counts in RESNET_BLOCKS.items():
+        if counts[2] == blocks and (architecture not in BASIC_BLOCK_RESNETS) == bottleneck:
+            return architecture
+    return "ResNet with {} stage-4 {} blocks".format(
+        blocks, "bottleneck" if bottleneck else "basic")
 
 
 def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismatch=False):
@@ -359,7 +434,8 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
     exclude: top-level layer names to leave untouched (e.g. the class-specific
         heads when NUM_CLASSES differs).
     skip_mismatch: skip layers whose shapes differ, with a warning, instead of
-        raising WeightsMismatchError.
+        raising WeightsMismatchError (and load despite a BackboneMismatchError,
+        with a warning).
 
     Inside a layer group, weights are assigned in ``weight_names`` order to
     ``layer.weights`` (by inner-layer name for nested models when the names
@@ -367,27 +443,36 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
     leaves the model unchanged.
 
     A Keras Applications ResNet file (``conv1_conv``, ``conv2_block1_1_conv``,
-    ...) loaded by_name goes through ``load_imagenet_weights``, so the
+    ...) loaded by_name goes through ``mrcnn.pretrained.load_imagenet_weights``, so the
     reference's ``load_weights(get_imagenet_weights(), by_name=True)`` works.
 
     Returns: LoadReport. Raises FileNotFoundError, WeightsFileError (not a
-    readable weights file), WeightsMismatchError (shapes differ) or ValueError
-    (by_name=False with different layer counts).
+    readable weights file: not HDF5, truncated, a Keras 3 native file, a
+    layer group without its datasets or with non-numeric data),
+    BackboneMismatchError (the file and the model have different ResNet
+    backbones, e.g. resnet50 weights for a resnet101 model, which by name
+    would otherwise load partly and silently), WeightsMismatchError (shapes
+    differ, e.g. another NUM_CLASSES) or ValueError (by_name=False with
+    different layer counts). Every message names the file and what to do.
+    All of these are raised before anything is assigned: a failed load
+    leaves every weight of the model as it was.
     """
     filepath = os.fspath(filepath)
-    exclude = _name_set(exclude)
+    exclude = name_set(exclude)
     model_layers = [layer for layer in keras_model.layers if layer.weights]
     if not model_layers:
         raise ValueError("The model has no weights yet; build it before loading weights.")
     report = LoadReport(filepath)
-    with _open_weights_file(filepath) as f:
-        root = _weights_root(f, filepath)
-        file_groups = [(name, w) for name, w in _file_layers(root, filepath) if w]
+    with open_weights_file(filepath) as f:
+        root = weights_root(f, filepath)
+        file_groups = layer_groups(root, filepath)
         weight_names = dict(file_groups)
         # The reference loaded ImageNet weights with load_weights(by_name=True);
         # today's Keras Applications files use other layer names, so map them.
         keras_apps = (by_name and "conv1_conv" in weight_names
                       and not any(layer.name == "conv1_conv" for layer in model_layers))
+        if not keras_apps:
+            _check_backbone(file_groups, model_layers, skip_mismatch, filepath)
         if keras_apps:
             pairs = []
         elif by_name:
@@ -401,185 +486,47 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
                     report.missing.append(layer.name)
         else:
             pairs = _pair_by_order(model_layers, file_groups, exclude, filepath, report)
-        plan, mismatches = _plan(root, [(layer, group, weight_names[group])
-                                        for layer, group in pairs], filepath)
+        plan, mismatches = plan_assignments(
+            root, [(layer, group, weight_names[group]) for layer, group in pairs], filepath)
     if keras_apps:
         logger.info("%s holds Keras Applications ResNet weights; mapping its layer names",
                     filepath)
+        from mrcnn.pretrained import load_imagenet_weights  # it imports this module
         return load_imagenet_weights(keras_model, filepath, exclude=exclude,
                                      skip_mismatch=skip_mismatch)
-    _apply(plan, mismatches, skip_mismatch, filepath, report)
+    apply_assignments(plan, mismatches, skip_mismatch, filepath, report)
     if report.missing:
         logger.info("%d layers with weights not in %s, left as they were: %s",
                     len(report.missing), filepath, ", ".join(report.missing))
     return report
 
 
+def _check_backbone(file_groups, model_layers, skip_mismatch, filepath):
+    """BackboneMismatchError (a warning with skip_mismatch) when the file's
+    and the model's ResNet backbones differ."""
+    file_backbone = _resnet_backbone([name for name, _ in file_groups])
+    model_backbone = _resnet_backbone([layer.name for layer in model_layers])
+    if file_backbone and model_backbone and file_backbone != model_backbone:
+        error = BackboneMismatchError(filepath, file_backbone, model_backbone)
+        if not skip_mismatch:
+            raise error
+        logger.warning("%s", error)
+
+
 ############################################################
-#  ImageNet initialisation
+#  Names that moved to mrcnn.pretrained
 ############################################################
 
-_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-IMAGENET_WEIGHTS = {
-    "resnet50": (_KERAS_APPS + "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "4d473c1dd8becc155b73f8504c6f6626"),
-    "resnet101": (_KERAS_APPS + "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                  "88cf7a10940856eca736dc7b7e228a21"),
-}
-# Architecture by the number of stage-4 blocks.
-_STAGE4_BLOCKS = {6: "resnet50", 23: "resnet101", 36: "resnet152"}
-_APP_BLOCK_LAYER = re.compile(r"^conv([2-5])_block(\d+)_([0-3])_(conv|bn)$")
+_PRETRAINED_NAMES = frozenset((
+    "IMAGENET_WEIGHTS", "get_imagenet_weights", "imagenet_layer_name", "load_imagenet_weights",
+    "WEIGHTS_KEYWORDS", "COCO_NUM_CLASSES", "COCO_CLASS_SPECIFIC_LAYERS", "check_weights_spec",
+    "resolve_weights", "load_starting_weights"))
 
 
-def _check_known(architecture):
-    if architecture not in IMAGENET_WEIGHTS:
-        raise ValueError("No ImageNet weights for architecture {!r}; choose one of: {}".format(
-            architecture, ", ".join(sorted(IMAGENET_WEIGHTS))))
-
-
-def get_imagenet_weights(architecture="resnet50", cache_dir=None, url=None, file_hash=None):
-    """Local path of the Keras Applications ImageNet weights (no top) for
-    ``architecture`` ("resnet50" or "resnet101"), downloading them once into
-    ``{cache_dir or ~/.keras}/models/`` with ``keras.utils.get_file``.
-
-    url: download from here instead (a mirror, or a file:// URL).
-    file_hash: md5 or sha256 to verify; by default the published md5 when
-        ``url`` is not given and no check when it is.
-
-    Differs from the original: it fetched the ResNet50 file for ResNet101
-    too; each architecture now gets its own weights.
-    Raises ValueError for an unknown architecture and
-    ``mrcnn.utils.WeightsDownloadError`` when the download fails.
-    """
-    _check_known(architecture)
-    known_url, known_hash = IMAGENET_WEIGHTS[architecture]
-    if file_hash is None and url is None:
-        file_hash = known_hash
-    url = url or known_url
-    fname = os.path.basename(known_url)
-    if cache_dir is not None:
-        # get_file silently falls back to /tmp/.keras when cache_dir does not exist.
-        cache_dir = os.path.expanduser(os.fspath(cache_dir))
-        os.makedirs(cache_dir, exist_ok=True)
-    try:
-        return keras.utils.get_file(fname, url, cache_subdir="models", file_hash=file_hash,
-                                    cache_dir=cache_dir)
-    except Exception as e:  # get_file raises bare Exception on URL errors
-        home = cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-        target = os.path.join(os.path.expanduser(home), "models", fname)
-        raise WeightsDownloadError(
-            "Could not download the {} ImageNet weights from {} ({}).\nDownload that file on "
-            "a machine with internet access and place it at {}".format(
-                architecture, url, e, target)) from e
-
-
-def imagenet_layer_name(keras_app_name):
-    """Keras Applications ResNet layer name -> this package's reference name,
-    or None for layers without a counterpart (padding, pooling, add, relu).
-
-    ``conv1_conv`` -> ``conv1``, ``conv1_bn`` -> ``bn_conv1``,
-    ``conv{s}_block{b}_{i}_conv`` -> ``res{s}{letter}_branch{X}`` and ``_bn`` ->
-    ``bn{s}{letter}_branch{X}``, with letter ``a`` for block 1 and X ``1``
-    (shortcut) for i=0, ``2a``/``2b``/``2c`` for i=1/2/3.
-    """
-    if keras_app_name == "conv1_conv":
-        return "conv1"
-    if keras_app_name == "conv1_bn":
-        return "bn_conv1"
-    match = _APP_BLOCK_LAYER.match(keras_app_name)
-    if not match or not 1 <= int(match.group(2)) <= 26:
-        return None
-    stage, block, index, kind = match.groups()
-    letter = chr(ord("a") + int(block) - 1)
-    branch = "1" if index == "0" else "2" + "abc"[int(index) - 1]
-    return "{}{}{}_branch{}".format("res" if kind == "conv" else "bn", stage, letter, branch)
-
-
-def _stage4_architecture(count):
-    return _STAGE4_BLOCKS.get(count, "a ResNet with {} stage-4 blocks".format(count))
-
-
-def _check_architecture(file_names, model_names, architecture, filepath):
-    """Raise ValueError when the file, the model and ``architecture`` disagree
-    on the ResNet depth (the number of stage-4 blocks)."""
-    file_blocks = {int(m.group(1)) for m in map(re.compile(r"^conv4_block(\d+)_").match,
-                                                file_names) if m}
-    model_blocks = {m.group(1) for m in map(re.compile(r"^res4([a-z])_branch2a$").match,
-                                            model_names) if m}
-    file_arch = _stage4_architecture(max(file_blocks)) if file_blocks else None
-    model_arch = _stage4_architecture(len(model_blocks)) if model_blocks else None
-    architecture = architecture or model_arch
-    if model_arch and model_arch != architecture:
-        raise ValueError("architecture={!r} but the model is {} (stage 4 runs to res4{})."
-                         .format(architecture, model_arch, max(model_blocks)))
-    if file_arch and model_arch and file_arch != model_arch:
-        raise ValueError(
-            "{} holds {} ImageNet weights (stage 4 runs to conv4_block{}) but the model is {} "
-            "(stage 4 runs to res4{}); use get_imagenet_weights({!r}).".format(
-                filepath, file_arch, max(file_blocks), model_arch, max(model_blocks),
-                model_arch))
-    if architecture and file_arch and file_arch != architecture:
-        raise ValueError("architecture={!r} but {} holds {} ImageNet weights.".format(
-            architecture, filepath, file_arch))
-
-
-def load_imagenet_weights(keras_model, filepath, architecture=None, exclude=None,
-                          skip_mismatch=False):
-    """Initialise the ResNet backbone of ``keras_model`` from a Keras
-    Applications ImageNet weights file (see ``get_imagenet_weights``).
-
-    Reads the file's layer groups, renames them with ``imagenet_layer_name``
-    and assigns each to the model layer of that name (top level or inside a
-    nested model). FPN, RPN and head layers stay as they are. ``exclude``
-    names model layers to leave alone (e.g. ``conv1`` for images without 3
-    channels). ``architecture`` ("resnet50"/"resnet101") is checked against
-    the model and the file; None takes the model's. ``skip_mismatch`` as in
-    ``load_weights``. Note the Keras Applications BN epsilon is 1.001e-5,
-    ours 1e-3.
-
-    Returns: LoadReport (``missing`` lists backbone layers the file lacked).
-    Raises ValueError when file, model and ``architecture`` are different
-    ResNets or no layer of the file fits the model, WeightsMismatchError for
-    shape mismatches (nothing is assigned then).
-    """
-    if architecture is not None:
-        _check_known(architecture)
-    filepath = os.fspath(filepath)
-    exclude = _name_set(exclude)
-    layers_by_name = {}
-
-    def collect(model):
-        for layer in model.layers:
-            layers_by_name.setdefault(layer.name, layer)
-            if isinstance(layer, keras.Model):
-                collect(layer)
-
-    collect(keras_model)
-    report = LoadReport(filepath)
-    with _open_weights_file(filepath) as f:
-        root = _weights_root(f, filepath)
-        file_groups = [(name, w) for name, w in _file_layers(root, filepath) if w]
-        _check_architecture([name for name, _ in file_groups], layers_by_name, architecture,
-                            filepath)
-        pairs = []
-        for group, weight_names in file_groups:
-            layer = layers_by_name.get(imagenet_layer_name(group) or "")
-            if layer is not None and layer.weights:
-                if layer.name in exclude:
-                    report.skipped.append(layer.name)
-                else:
-                    pairs.append((layer, group, weight_names))
-        plan, mismatches = _plan(root, pairs, filepath)
-    if not plan and not mismatches and not report.skipped:
-        raise ValueError("No layer in {} matches a layer of the model: it is not a Keras "
-                         "Applications ResNet weights file for this backbone.".format(filepath))
-    hint = ("The file does not fit this backbone (a different architecture, or "
-            "IMAGE_CHANNEL_COUNT != 3 for conv1: pass exclude={!r}).".format(
-                [name for name, _ in mismatches]))
-    _apply(plan, mismatches, skip_mismatch, filepath, report, hint)
-    backbone = re.compile(r"^(conv1|bn_conv1|(res|bn)[2-5][a-z]_branch(1|2[abc]))$")
-    done = set(report.loaded) | set(report.skipped)
-    report.missing = [name for name, layer in layers_by_name.items()
-                      if backbone.match(name) and layer.weights and name not in done]
-    logger.info("Loaded ImageNet weights into %d layers from %s", len(report.loaded), filepath)
-    return report
+def __getattr__(name):
+    """``mrcnn.weights.resolve_weights`` and the other names above, from
+    ``mrcnn.pretrained`` (imported on first use: it imports this module)."""
+    if name in _PRETRAINED_NAMES:
+        from mrcnn import pretrained
+        return getattr(pretrained, name)
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

@@ -1,8 +1,6 @@
 """Tests for mrcnn.weights: the legacy Keras 2 HDF5 layout (save, load by
-order and by name, mismatches, broken files) and ImageNet initialisation.
-Legacy files are also written here directly with h5py, independently of
-save_weights."""
-import hashlib
+order and by name, mismatches, broken files). Legacy files are also written
+here directly with h5py, independently of save_weights."""
 import os
 
 import h5py
@@ -12,7 +10,7 @@ import pytest
 from keras import layers as KL
 
 from mrcnn import backbone, weights
-from mrcnn.utils import WeightsDownloadError
+from weights_fixtures import model_groups, to_np, values, write_legacy
 
 RPN_NAMES = ["rpn_conv_shared/kernel:0", "rpn_conv_shared/bias:0", "rpn_class_raw/kernel:0",
              "rpn_class_raw/bias:0", "rpn_bbox_pred/kernel:0", "rpn_bbox_pred/bias:0"]
@@ -41,51 +39,10 @@ def small_model(num_classes=4, seed=0):
     return model
 
 
-def to_np(variable):
-    return np.asarray(variable.numpy())
-
-
-def values(layer):
-    return [to_np(w) for w in layer.weights]
-
-
 def assert_layers_equal(a, b, names):
     for name in names:
         for x, y in zip(values(a.get_layer(name)), values(b.get_layer(name))):
             np.testing.assert_array_equal(x, y, err_msg=name)
-
-
-def write_legacy(path, groups, under_model_weights=False):
-    """Write a Keras 2 style weights file with h5py: ``groups`` is a list of
-    ``(layer_name, [(weight_name, array), ...])``."""
-    with h5py.File(path, "w") as f:
-        root = f.create_group("model_weights") if under_model_weights else f
-        root.attrs["layer_names"] = np.array([n.encode() for n, _ in groups])
-        root.attrs["backend"] = b"tensorflow"
-        root.attrs["keras_version"] = b"2.2.4"
-        for name, named_arrays in groups:
-            g = root.create_group(name)
-            g.attrs["weight_names"] = np.array([w.encode() for w, _ in named_arrays])
-            for wname, array in named_arrays:
-                g.create_dataset(wname, data=array)
-
-
-def model_groups(model, rename=None):
-    """Legacy groups for every layer of ``model`` with Keras 2 weight names;
-    ``rename`` maps a layer name to the weight-name prefix to write instead."""
-    rename = rename or {}
-    groups = []
-    for layer in model.layers:
-        arrays = []
-        if isinstance(layer, keras.Model):
-            for inner in layer.layers:
-                arrays += [("{}/{}:0".format(inner.name, w.name), to_np(w))
-                           for w in inner.weights]
-        else:
-            prefix = rename.get(layer.name, layer.name)
-            arrays = [("{}/{}:0".format(prefix, w.name), to_np(w)) for w in layer.weights]
-        groups.append((layer.name, arrays))
-    return groups
 
 
 # Weighted layers in model.layers (topological) order.
@@ -239,99 +196,6 @@ def test_missing_and_broken_files(tmp_path):
     model.save_weights(native)  # Keras 3's own format
     with pytest.raises(weights.WeightsFileError, match="Keras 3 native weights file"):
         weights.load_weights(model, native)
-
-
-@pytest.mark.parametrize("app_name, ours", [
-    ("conv1_conv", "conv1"), ("conv1_bn", "bn_conv1"),
-    ("conv2_block1_0_conv", "res2a_branch1"), ("conv2_block1_0_bn", "bn2a_branch1"),
-    ("conv3_block2_1_conv", "res3b_branch2a"), ("conv4_block6_2_bn", "bn4f_branch2b"),
-    ("conv4_block23_3_conv", "res4w_branch2c"), ("conv5_block3_3_bn", "bn5c_branch2c"),
-    ("conv1_pad", None), ("pool1_pool", None), ("conv2_block1_add", None),
-    ("conv2_block1_1_relu", None), ("conv3_block2_out", None), ("input_1", None),
-    ("conv4_block27_1_conv", None), ("post_bn", None)])
-def test_imagenet_layer_name(app_name, ours):
-    assert weights.imagenet_layer_name(app_name) == ours
-
-
-@pytest.fixture(scope="module")
-def imagenet_file(tmp_path_factory):
-    """Keras Applications ResNet50 (random init) written in the legacy layout."""
-    app = keras.applications.ResNet50(weights=None, include_top=False,
-                                      input_shape=(64, 64, 3))
-    path = tmp_path_factory.mktemp("imagenet") / "resnet50_notop.h5"
-    write_legacy(path, model_groups(app))
-    return app, path
-
-
-@pytest.fixture(scope="module")
-def our_resnet50():
-    image = keras.Input((64, 64, 3), name="input_image")
-    C1, C2, C3, C4, C5 = backbone.resnet_graph(image, "resnet50", stage5=True)
-    P = backbone.fpn_graph(C2, C3, C4, C5, 8)
-    return keras.Model(image, P)
-
-
-def test_load_imagenet_weights(imagenet_file, our_resnet50):
-    app, path = imagenet_file
-    model = our_resnet50
-    fpn_before = values(model.get_layer("fpn_p2"))
-    report = weights.load_imagenet_weights(model, path, "resnet50")
-    np.testing.assert_array_equal(to_np(model.get_layer("res3b_branch2a").weights[0]),
-                                  to_np(app.get_layer("conv3_block2_1_conv").weights[0]))
-    np.testing.assert_array_equal(to_np(model.get_layer("bn_conv1").weights[0]),
-                                  to_np(app.get_layer("conv1_bn").weights[0]))
-    np.testing.assert_array_equal(to_np(model.get_layer("bn4a_branch1").weights[3]),
-                                  to_np(app.get_layer("conv4_block1_0_bn").weights[3]))
-    backbone_layers = [l.name for l in model.layers
-                       if l.weights and (l.name.startswith(("res", "bn")) or l.name == "conv1")]
-    assert len(backbone_layers) == 106  # 53 convolutions, 53 batch norms
-    assert sorted(report.loaded) == sorted(backbone_layers) and report.missing == []
-    for x, y in zip(fpn_before, values(model.get_layer("fpn_p2"))):
-        np.testing.assert_array_equal(x, y)
-
-
-def test_reference_style_imagenet_load_by_name(imagenet_file, our_resnet50):
-    """The reference did load_weights(get_imagenet_weights(), by_name=True)."""
-    app, path = imagenet_file
-    layer = our_resnet50.get_layer("res5c_branch2c")
-    layer.weights[0].assign(np.zeros(tuple(layer.weights[0].shape), "float32"))
-    report = weights.load_weights(our_resnet50, path, by_name=True, exclude=["conv1"])
-    assert len(report.loaded) == 105 and report.skipped == ["conv1"]
-    np.testing.assert_array_equal(to_np(layer.weights[0]),
-                                  to_np(app.get_layer("conv5_block3_3_conv").weights[0]))
-
-
-def test_imagenet_architecture_mismatch_and_foreign_file(tmp_path, our_resnet50):
-    kernel = [("k/kernel:0", np.zeros((1, 1, 1, 1), "float32"))]
-    resnet101 = tmp_path / "resnet101_notop.h5"
-    write_legacy(resnet101, [("conv4_block{}_1_conv".format(b), kernel) for b in range(1, 24)])
-    with pytest.raises(ValueError, match="resnet101 ImageNet weights .*conv4_block23.* model "
-                                         "is resnet50 .*res4f"):
-        weights.load_imagenet_weights(our_resnet50, resnet101, "resnet50")
-    with pytest.raises(ValueError, match="architecture='resnet101' but the model is resnet50"):
-        weights.load_imagenet_weights(our_resnet50, resnet101, "resnet101")
-    foreign = tmp_path / "vgg.h5"
-    write_legacy(foreign, [("block1_conv1", kernel), ("fc1", kernel)])
-    with pytest.raises(ValueError, match="No layer in .*vgg.h5 matches"):
-        weights.load_imagenet_weights(our_resnet50, foreign, "resnet50")
-
-
-def test_get_imagenet_weights(tmp_path):
-    source = tmp_path / "mirror.h5"
-    write_legacy(source, [("conv1_conv", [("conv1_conv/kernel:0", np.ones(3, "float32"))])])
-    md5 = hashlib.md5(source.read_bytes()).hexdigest()
-    cache = tmp_path / "cache"
-    path = weights.get_imagenet_weights("resnet101", cache_dir=str(cache),
-                                        url=source.as_uri(), file_hash=md5)
-    assert path == str(cache / "models" / "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5")
-    assert open(path, "rb").read() == source.read_bytes()
-
-    url = "http://127.0.0.1:9/x.h5"
-    with pytest.raises(WeightsDownloadError, match="(?s)127.0.0.1:9/x.h5.*place it at .*"
-                                                   "resnet50_weights_tf_dim_ordering"):
-        weights.get_imagenet_weights("resnet50", cache_dir=str(tmp_path / "c2"), url=url)
-    with pytest.raises(ValueError, match="resnet152.*resnet101, resnet50"):
-        weights.get_imagenet_weights("resnet152")
 
 
 def test_long_name_lists_are_chunked_like_keras2(tmp_path):
