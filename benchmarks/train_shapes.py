@@ -59,17 +59,12 @@ def main():
         def on_train_batch_end(self, batch, logs=None):
             step_times.append(time.perf_counter() - self.t)
 
-    import mrcnn.training as trainlib
-
     config = shapes.ShapesConfig()
-    dataset_train, dataset_val = shapes.make_datasets(args.train_images, args.val_images)
-    from mrcnn import model as modellib
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=model_dir)
-    start = time.time()
-    history = model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE,
-                          epochs=1000, layers="all", verbose=2,
-                          custom_callbacks=[trainlib.TimeBudget(args.minutes * 60), StepTimer()])
-    train_seconds = time.time() - start
+    model, history, train_seconds = shapes.train(
+        model_dir, minutes=args.minutes, epochs=1000, config=config,
+        train_images=args.train_images, val_images=args.val_images, verbose=2,
+        callbacks=[StepTimer()])
+    _, dataset_val = shapes.make_datasets(0, args.val_images)
 
     infer, checkpoint = shapes.inference_model(model_dir, "last")
     eval_start = time.time()

@@ -27,9 +27,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils, weights
+from mrcnn import pretrained, utils, weights
 from mrcnn import training as trainlib
-from mrcnn.data import compose_image_meta, mold_image
+from mrcnn.data import check_image, compose_image_meta, mold_image
 from mrcnn.pipeline import make_dataset
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,15 @@ class ModelBase(object):
         """Write the weights (legacy Keras HDF5 layout, atomically)."""
         weights.save_weights(self.keras_model, filepath)
 
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=False, exclude=None, skip_mismatch=False):
         """Load weights from this package's checkpoints or a Keras 2 HDF5
         weights file such as the released mask_rcnn_coco.h5.
 
         exclude: list of layer names to exclude (e.g. the class-specific
             heads when fine-tuning on another class count).
+        skip_mismatch: load what fits and warn about layers whose shapes
+            differ (default: raise WeightsMismatchError naming them, having
+            changed nothing).
         A checkpoint path that follows the naming convention also sets the
         log directory and epoch counter, so training resumes where it
         stopped.
@@ -152,7 +155,7 @@ class ModelBase(object):
         if exclude:
             by_name = True
         report = weights.load_weights(self.keras_model, filepath, by_name=by_name,
-                                      exclude=exclude)
+                                      exclude=exclude, skip_mismatch=skip_mismatch)
         self.set_log_dir(filepath)
         return report
 
@@ -160,7 +163,7 @@ class ModelBase(object):
         """Downloads the ImageNet weights of the configured backbone
         (ResNet50 or ResNet101) from Keras Applications; returns the path.
         Load it with ``load_weights(path, by_name=True)``."""
-        return weights.get_imagenet_weights(self.config.BACKBONE)
+        return pretrained.get_imagenet_weights(self.config.BACKBONE)
 
     # ------------------------------------------------------------------
     # Layers
@@ -242,6 +245,8 @@ class ModelBase(object):
             f(image, mask) -> (image, mask)); masks move with the image.
         custom_callbacks: Optional. Add custom callbacks to be called
             with the keras fit() method. Must be list of type keras.callbacks.
+            They run before the built-in TensorBoard, NaN-stop and checkpoint
+            callbacks, so values they add to the epoch logs are recorded.
         no_augmentation_sources: Optional. List of sources to exclude for
             augmentation. A source is string that identifies a dataset and is
             defined in the Dataset class.
@@ -259,19 +264,26 @@ class ModelBase(object):
         val_data = self.training_dataset(val_dataset, shuffle=True)
 
         os.makedirs(self.log_dir, exist_ok=True)
+        trainlib.remove_partial_checkpoints(self.log_dir, self.CHECKPOINT_PREFIX,
+                                            self.config.NAME)
         self.config.to_json(os.path.join(self.log_dir, "config.json"))
-        callbacks = [
+        # Custom callbacks run first so that values they add to the epoch
+        # logs (e.g. callbacks.MeanAveragePrecisionCallback's val_mAP) reach
+        # TensorBoard, the progress bar and the History.
+        callbacks = list(custom_callbacks or []) + [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
                                         write_graph=False),
             trainlib.StopOnNonFiniteLoss(),
             trainlib.CheckpointCallback(self.checkpoint_path, self.save_weights),
         ]
-        callbacks += list(custom_callbacks or [])
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
+        # Resuming at epoch E continues the learning-rate schedule (warm-up)
+        # where a run that never stopped would be.
+        self.keras_model.optimizer.iterations.assign(self.epoch * self.config.STEPS_PER_EPOCH)
 
         history = self.keras_model.fit(
             train_data,
@@ -304,24 +316,8 @@ class ModelBase(object):
         return molded_image, image_meta, np.asarray(window)
 
     def _check_image(self, image):
-        """Validate one detect() input image: [H, W, IMAGE_CHANNEL_COUNT]
-        numbers, finite. A 2-D (grayscale) image is repeated to 3 channels
-        when the model expects 3."""
-        image = np.asarray(image)
-        channels = self.config.IMAGE_CHANNEL_COUNT
-        if image.ndim == 2 and channels == 3:
-            image = np.stack([image] * 3, axis=-1)
-        if image.ndim != 3 or image.shape[2] != channels:
-            raise ValueError("Expected an image of shape [height, width, {}], got {}; convert "
-                             "it (e.g. drop the alpha channel) before detect()".format(
-                                 channels, image.shape))
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError("Expected a non-empty image, got shape {}".format(image.shape))
-        if not np.issubdtype(image.dtype, np.number) and image.dtype != bool:
-            raise ValueError("Expected a numeric image, got dtype {}".format(image.dtype))
-        if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
-            raise ValueError("The image contains NaN or Inf values")
-        return image
+        """Validate one detect() input image (see data.check_image)."""
+        return check_image(image, self.config.IMAGE_CHANNEL_COUNT)
 
     def mold_inputs(self, images):
         """Takes a list of images and modifies them to the format expected

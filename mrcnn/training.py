@@ -136,16 +136,26 @@ def _find_layer(model, name):
 @keras.saving.register_keras_serializable(package="mrcnn")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up from learning_rate / warmup_steps to learning_rate over
-    ``warmup_steps`` steps, then constant."""
+    ``warmup_steps`` steps (none when 0), then constant, times ``scale``.
 
-    def __init__(self, learning_rate, warmup_steps):
+    ``scale`` is a non-trainable variable (1.0 at the start) that callbacks
+    change during training to decay the rate without recompiling; see
+    ``set_learning_rate_scale``. The step is the optimizer's iteration
+    count, which ``ModelBase.train`` sets to ``epoch * STEPS_PER_EPOCH``
+    when training resumes, so a resumed run continues the schedule instead
+    of warming up again.
+    """
+
+    def __init__(self, learning_rate, warmup_steps=0):
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
+        self.scale = tf.Variable(1.0, trainable=False, dtype=tf.float32,
+                                 name="learning_rate_scale")
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + 1.0
         ramp = tf.minimum(1.0, step / float(max(self.warmup_steps, 1)))
-        return self.learning_rate * ramp
+        return self.learning_rate * ramp * self.scale
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
@@ -154,16 +164,40 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def build_optimizer(config, learning_rate):
     """SGD with momentum LEARNING_MOMENTUM and per-tensor gradient clipping at
     GRADIENT_CLIP_NORM (as the original), with the optional linear warm-up of
-    LEARNING_RATE_WARMUP_STEPS and, with MIXED_PRECISION, dynamic loss
-    scaling."""
-    rate = learning_rate
-    if config.LEARNING_RATE_WARMUP_STEPS:
-        rate = WarmupSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS)
+    LEARNING_RATE_WARMUP_STEPS (a ``WarmupSchedule``, also used without
+    warm-up so callbacks can scale the rate) and, with MIXED_PRECISION,
+    dynamic loss scaling."""
+    rate = WarmupSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS)
     optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
                                      clipnorm=config.GRADIENT_CLIP_NORM)
     if config.MIXED_PRECISION:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def _inner_optimizer(optimizer):
+    """The optimizer that owns the learning rate (unwraps loss scaling)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def set_learning_rate_scale(optimizer, scale):
+    """Multiply the learning rate of an optimizer made by ``build_optimizer``
+    by ``scale`` (relative to the rate given to train(), not cumulative).
+    Raises TypeError for an optimizer with another kind of rate."""
+    schedule = getattr(_inner_optimizer(optimizer), "_learning_rate", None)
+    if not isinstance(schedule, WarmupSchedule):
+        raise TypeError("set_learning_rate_scale() needs an optimizer from "
+                        "training.build_optimizer(); got learning rate {!r}".format(schedule))
+    schedule.scale.assign(float(scale))
+
+
+def current_learning_rate(optimizer):
+    """The learning rate the next step will use, as a Python float."""
+    inner = _inner_optimizer(optimizer)
+    rate = inner._learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return float(rate(inner.iterations.value))
+    return float(keras.ops.convert_to_numpy(rate))
 
 
 ############################################################
@@ -279,6 +313,26 @@ def find_last_checkpoint(model_dir, config_name, prefix="mask_rcnn"):
         os.path.join(model_dir, runs[-1])))
 
 
+def remove_partial_checkpoints(log_dir, prefix, config_name):
+    """Delete the temporary files that an interrupted checkpoint save left in
+    ``log_dir`` (``.<prefix>_<name>_EEEE.h5.<12 hex>.tmp``, the names
+    ``weights.save_weights`` writes to before its atomic rename; such a file
+    is never a complete checkpoint). Other files are untouched. Returns the
+    removed paths."""
+    pattern = re.compile(r"\.{}_{}_\d{{4}}\.h5\.[0-9a-f]{{12}}\.tmp$".format(
+        re.escape(prefix), re.escape(config_name.lower())))
+    if not os.path.isdir(log_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(log_dir)):
+        if pattern.match(name):
+            path = os.path.join(log_dir, name)
+            os.remove(path)
+            removed.append(path)
+            logger.warning("Removed %s, left by an interrupted checkpoint save", path)
+    return removed
+
+
 class CheckpointCallback(keras.callbacks.Callback):
     """Save the weights at the end of every epoch to
     ``checkpoint_path.format(epoch=epoch + 1)`` with ``save_fn(path)``
@@ -317,20 +371,43 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class TimeBudget(keras.callbacks.Callback):
     """Stop training once ``seconds`` of wall time have passed since the
     start of fit(); the epoch in progress ends at the next batch (and is
-    validated and checkpointed as usual)."""
+    validated and checkpointed as usual).
 
-    def __init__(self, seconds):
+    decay_at: fractions of the budget (e.g. ``(0.8,)``) after which the
+        learning rate is multiplied by ``decay_factor`` once more each, the
+        usual step decay of detection training expressed in wall time, for
+        runs whose length is a time budget rather than a number of steps.
+        Needs an optimizer from ``build_optimizer`` (every ``train()``).
+    """
+
+    def __init__(self, seconds, decay_at=(), decay_factor=0.1):
         super().__init__()
         self.seconds = float(seconds)
+        self.decay_at = sorted(float(f) for f in decay_at)
+        if any(not 0.0 < f < 1.0 for f in self.decay_at):
+            raise ValueError("decay_at takes fractions of the budget between 0 and 1, got "
+                             "{}".format(list(decay_at)))
+        self.decay_factor = float(decay_factor)
         self.start = None
+        self.decays_done = 0
 
     def on_train_begin(self, logs=None):
         import time
         self.start = time.time()
+        self.decays_done = 0
+        if self.decay_at:
+            set_learning_rate_scale(self.model.optimizer, 1.0)
 
     def on_train_batch_end(self, batch, logs=None):
         import time
-        if time.time() - self.start >= self.seconds:
+        elapsed = time.time() - self.start
+        due = sum(1 for f in self.decay_at if elapsed >= f * self.seconds)
+        if due > self.decays_done:
+            self.decays_done = due
+            set_learning_rate_scale(self.model.optimizer, self.decay_factor ** due)
+            logger.info("Learning rate scaled by %g after %.0f s", self.decay_factor ** due,
+                        elapsed)
+        if elapsed >= self.seconds:
             self.model.stop_training = True
 
 

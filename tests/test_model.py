@@ -160,6 +160,8 @@ def test_resume_continues_epoch_count(trained, datasets, tmp_path):
     history = resumed.train(datasets[0], datasets[1], 0.01, epochs=3, layers="heads", verbose=0)
     assert history.epoch == [2]
     assert resumed.epoch == 3
+    # The learning-rate schedule resumed at step 2 epochs * 2 steps, not 0.
+    assert int(resumed.keras_model.optimizer.iterations.numpy()) == 3 * TinyConfig.STEPS_PER_EPOCH
     assert resumed.find_last().endswith("mask_rcnn_tiny_0003.h5")
 
 

@@ -341,12 +341,20 @@ def make_datasets(train_images=500, val_images=50, size=128, train_seed=1, val_s
     return dataset_train, dataset_val
 
 
+# Fractions of the time budget after which the learning rate drops tenfold
+# (step decay, as in detection training schedules, but in wall time).
+LEARNING_RATE_DECAY_AT = (0.8,)
+
+
 def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
-          train_images=500, val_images=50, verbose=1):
+          train_images=500, val_images=50, verbose=1, callbacks=None,
+          decay_at=LEARNING_RATE_DECAY_AT):
     """Train Mask R-CNN on shapes until ``epochs`` or ``minutes`` of wall
     time (whichever comes first; the epoch in progress is finished early and
-    checkpointed). ``weights``: None (random initialisation), "last" or a
-    checkpoint path. Returns (model, history, seconds spent)."""
+    checkpointed). With a time budget the learning rate drops tenfold after
+    each fraction of it in ``decay_at``. ``weights``: None (random
+    initialisation), "last" or a checkpoint path. ``callbacks``: extra Keras
+    callbacks. Returns (model, history, seconds spent)."""
     import time
     from mrcnn import model as modellib
     from mrcnn.training import TimeBudget
@@ -359,31 +367,23 @@ def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
     if weights:
         model.load_weights(weights, by_name=True)
     start = time.time()
-    callbacks = [TimeBudget(minutes * 60.0)] if minutes else []
+    budget = [TimeBudget(minutes * 60.0, decay_at=decay_at)] if minutes else []
     history = model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE,
-                          epochs=epochs, layers="all", custom_callbacks=callbacks,
-                          verbose=verbose)
+                          epochs=epochs, layers="all",
+                          custom_callbacks=budget + list(callbacks or []), verbose=verbose)
     return model, history, time.time() - start
 
 
 def evaluate(model, dataset, limit=None):
     """mAP@0.5 and mAP@[0.5:0.95] (COCO-style range) of an inference model
-    over ``dataset`` with utils.compute_ap, one image at a time. Returns a
-    dict with both figures and the number of images."""
-    from mrcnn.data import load_image_gt
+    over ``dataset`` (the first ``limit`` images) with utils.compute_ap.
+    Returns a dict with both figures and the number of images."""
+    from mrcnn.callbacks import mean_average_precision
     image_ids = list(dataset.image_ids)[:limit] if limit else list(dataset.image_ids)
-    ap50, ap_range = [], []
-    for image_id in image_ids:
-        image, _, gt_class_id, gt_bbox, gt_mask = load_image_gt(dataset, model.config, image_id)
-        r = model.detect([image])[0]
-        ap, _, _, _ = utils.compute_ap(gt_bbox, gt_class_id, gt_mask, r["rois"],
-                                       r["class_ids"], r["scores"], r["masks"])
-        ap50.append(ap)
-        ap_range.append(utils.compute_ap_range(gt_bbox, gt_class_id, gt_mask, r["rois"],
-                                               r["class_ids"], r["scores"], r["masks"],
-                                               verbose=0))
-    return {"mAP@0.5": float(np.mean(ap50)), "mAP@[.5:.95]": float(np.mean(ap_range)),
-            "images": len(image_ids)}
+    scores = mean_average_precision(model, dataset, image_ids, iou_threshold=0.5,
+                                    iou_range=True)
+    return {"mAP@0.5": scores["mAP"], "mAP@[.5:.95]": scores["mAP@[.5:.95]"],
+            "images": scores["images"]}
 
 
 def save_predictions_png(model, dataset, path, count=4):
@@ -440,13 +440,28 @@ def main(argv=None):
                              "stops training first)")
     parser.add_argument("--val-images", type=int, default=50,
                         help="validation images for the mAP (default 50)")
+    parser.add_argument("--map-every", type=int, default=0, metavar="N",
+                        help="train: report val_mAP (mAP@0.5 on --map-images validation "
+                             "images) every N epochs in the progress bar and TensorBoard "
+                             "(default 0: only at the end)")
+    parser.add_argument("--map-images", type=int, default=10,
+                        help="train: validation images for --map-every (default 10)")
     parser.add_argument("--image", help="detect: image file to run on")
     parser.add_argument("--output", help="detect/train: PNG to write")
     args = parser.parse_args(argv)
 
     if args.command == "train":
+        callbacks = []
+        if args.map_every > 0:
+            from mrcnn import model as modellib
+            from mrcnn.callbacks import MeanAveragePrecisionCallback
+            _, map_set = make_datasets(train_images=0, val_images=args.val_images)
+            callbacks.append(MeanAveragePrecisionCallback(
+                modellib.MaskRCNN("inference", InferenceConfig(), args.logs), map_set,
+                every_n_epochs=args.map_every, limit=args.map_images))
         model, history, seconds = train(args.logs, minutes=args.minutes, epochs=args.epochs,
-                                        weights=args.weights, val_images=args.val_images)
+                                        weights=args.weights, val_images=args.val_images,
+                                        callbacks=callbacks)
         infer, path = inference_model(args.logs, "last")
         _, dataset_val = make_datasets(train_images=0, val_images=args.val_images)
         scores = evaluate(infer, dataset_val)
