@@ -36,7 +36,9 @@ setup(
     python_requires=">=3.9",
     install_requires=read_requirements(),
     extras_require={
-        "dev": ["pytest>=7.0", "pytest-timeout>=2.1"],
+        "dev": ["pytest>=7.0", "pytest-timeout>=2.1",
+                # tests/test_notebooks.py executes notebooks/
+                "nbformat>=5.7", "nbclient>=0.7", "ipykernel>=6.0"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
