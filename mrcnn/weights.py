@@ -121,6 +121,17 @@ class LoadReport:
     def as_dict(self):
         return dataclasses.asdict(self)
 
+    def __repr__(self):
+        """One line with the counts (a notebook cell ending in
+        load_weights() shows this, not hundreds of layer names); the lists
+        stay available as attributes."""
+        def names(items):
+            shown = ", ".join(items[:4]) + (", ..." if len(items) > 4 else "")
+            return "{} [{}]".format(len(items), shown) if items else "0"
+        return "LoadReport({!r}: loaded {} layers, excluded {}, missing {}, mismatched {})".format(
+            os.path.basename(str(self.filepath)), len(self.loaded), names(self.skipped),
+            names(self.missing), names(self.mismatched))
+
 
 ############################################################
 #  Names and HDF5 attributes

@@ -420,3 +420,25 @@ def test_real_data_split_and_two_images():
         assert masks.shape[-1] <= len(files)
         with Image.open(os.path.join(mask_dir, files[0])) as first:
             np.testing.assert_array_equal(masks[:, :, 0], np.asarray(first) > 0)
+
+
+def test_random_start_skips_the_heads_stage(dsb, monkeypatch):
+    root, _ = dsb
+    model = RecordingModel()
+    nucleus.train(model, root, epochs=6, heads_epochs=0, augmentation=None)
+    assert [(c["layers"], c["epochs"]) for c in model.calls] == [("all", 6)]
+
+    # The command line does that for --weights none.
+    seen = {}
+    monkeypatch.setattr(nucleus, "train", lambda model, *a, **kw: seen.update(kw))
+    import mrcnn.model as modellib
+
+    class Built:
+        epoch, log_dir = 0, "logs"
+
+        def __init__(self, mode, config, model_dir):
+            self.config = config
+
+    monkeypatch.setattr(modellib, "MaskRCNN", Built)
+    nucleus.main(["train", "--dataset", root, "--weights", "none", "--epochs", "4"])
+    assert seen["heads_epochs"] == 0 and seen["epochs"] == 4

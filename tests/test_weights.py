@@ -208,3 +208,11 @@ def test_long_name_lists_are_chunked_like_keras2(tmp_path):
         weights._write_names_attr(f, "short", ["conv1"])
         assert weights._read_names_attr(f, "short") == ["conv1"]
         assert weights._read_names_attr(f, "absent") is None
+
+
+def test_load_report_prints_counts_not_every_layer():
+    report = weights.LoadReport("/x/mask_rcnn_coco.h5", loaded=["l%d" % i for i in range(300)],
+                                skipped=["a", "b", "c", "d", "e"], missing=[], mismatched=["m"])
+    assert repr(report) == ("LoadReport('mask_rcnn_coco.h5': loaded 300 layers, excluded "
+                            "5 [a, b, c, d, ...], missing 0, mismatched 1 [m])")
+    assert len(report.loaded) == 300

@@ -356,7 +356,8 @@ def train(model, dataset_dir, subset="train", epochs=40, heads_epochs=None, minu
     then all layers, as the original (20 + 20 epochs).
 
     epochs: the last epoch (default 40); heads_epochs: the last epoch of the
-        heads stage (default epochs // 2). Epochs count from the model's
+        heads stage (default epochs // 2; 0 skips it, as the command line does
+        for ``--weights none``). Epochs count from the model's
         current epoch, so a resumed run continues.
     minutes: optional wall-clock budget for both stages together; the heads
         stage may use half of it. The epoch in progress is cut short when
@@ -584,7 +585,11 @@ def main(argv=None):
     load_starting_weights(model, weights_path, exclude)
 
     if args.command == "train":
-        train(model, args.dataset, subset, epochs=args.epochs, minutes=args.minutes)
+        # From random weights there is no point training the heads on a
+        # random backbone: train all layers from the start.
+        heads_epochs = 0 if weights_path is None else None
+        train(model, args.dataset, subset, epochs=args.epochs, heads_epochs=heads_epochs,
+              minutes=args.minutes)
         print(json.dumps({"last_epoch": model.epoch, "log_dir": model.log_dir}, indent=2))
     else:
         detect(model, args.dataset, subset, results_dir=args.results)
