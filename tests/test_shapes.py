@@ -179,3 +179,30 @@ def test_runs_as_a_script():
     bad = subprocess.run([sys.executable, SHAPES_PATH, "fly"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_train_budget_decays_the_learning_rate_and_passes_callbacks(monkeypatch, tmp_path):
+    import mrcnn.model as modellib
+    from mrcnn.training import TimeBudget
+    calls = []
+
+    class Recorder:
+        def __init__(self, mode, config, model_dir):
+            self.config = config
+
+        def train(self, *args, **kwargs):
+            calls.append(kwargs)
+            return "history"
+
+    monkeypatch.setattr(modellib, "MaskRCNN", Recorder)
+    extra = object()
+    model, history, _ = shapes.train(str(tmp_path), minutes=2, train_images=2, val_images=1,
+                                     callbacks=[extra])
+    (kwargs,) = calls
+    budget, passed = kwargs["custom_callbacks"]
+    assert isinstance(budget, TimeBudget) and budget.seconds == 120
+    assert budget.decay_at == list(shapes.LEARNING_RATE_DECAY_AT) and budget.decay_factor == 0.1
+    assert passed is extra and kwargs["layers"] == "all" and history == "history"
+    calls.clear()
+    shapes.train(str(tmp_path), minutes=0, train_images=2, val_images=1)
+    assert calls[0]["custom_callbacks"] == []          # no budget: no TimeBudget
