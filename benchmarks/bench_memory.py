@@ -101,6 +101,9 @@ def main():
             samples.append((done, baseline))
         elif done > args.warmup and (done - args.warmup) % args.every == 0:
             samples.append((done, rss_mb()))
+            print("{} calls, RSS {:.1f} MB, {:.2f} s/call".format(
+                done, samples[-1][1], statistics.median(latencies[-args.every:])),
+                file=sys.stderr, flush=True)
     gc.collect()
     final = rss_mb()
     if not samples or samples[-1][0] != args.calls:
