@@ -21,27 +21,22 @@ Prints one JSON object.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from samples_loader import load_sample  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "nucleus")
 
 
 def load_nucleus():
-    path = os.path.join(ROOT, "samples", "nucleus", "nucleus.py")
-    spec = importlib.util.spec_from_file_location("nucleus_sample", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nucleus_sample"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_sample('samples/nucleus/nucleus.py', 'nucleus_sample')
 
 
 def cpu_configs(nucleus):

@@ -14,26 +14,19 @@ the checkpoint evaluated and the machine.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from samples_loader import load_sample  # noqa: E402
 
 
 def load_shapes():
-    path = os.path.join(ROOT, "samples", "shapes", "shapes.py")
-    spec = importlib.util.spec_from_file_location("shapes_sample", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["shapes_sample"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_sample('samples/shapes/shapes.py', 'shapes_sample')
 
 
 def main():
