@@ -349,16 +349,30 @@ def unmold_mask(mask, bbox, image_shape):
     with zero area or entirely outside gives an empty mask. ValueError for
     NaN/Inf box coordinates.
     """
-    threshold = 0.5
-    y1, x1, y2, x2 = _box_ints("unmold_mask", 0, bbox)
     height, width = (int(v) for v in image_shape[:2])
     full_mask = np.zeros((height, width), dtype=bool)
+    paste_mask(mask, bbox, full_mask)
+    return full_mask
+
+
+def paste_mask(mask, bbox, out, threshold=0.5):
+    """Resizes a small float mask to its box and writes it, thresholded,
+    into ``out`` in place: the work of unmold_mask() without allocating a
+    full-image array per instance.
+
+    mask: [height, width] float, typically 28x28.
+    bbox: [y1, x1, y2, x2] in the pixel frame of ``out``.
+    out: [H, W] bool array (a view is fine); pixels outside the box are
+        left as they are. The part of the box outside ``out`` is cut off.
+    """
+    y1, x1, y2, x2 = _box_ints("unmold_mask", 0, bbox)
+    height, width = out.shape[:2]
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y2, height), min(x2, width)
     if y2 <= y1 or x2 <= x1 or bottom <= top or right <= left:
-        return full_mask
+        return out
     mask = resize(mask, (y2 - y1, x2 - x1))
     # Put the part of the mask that lies in the image in the right location.
-    full_mask[top:bottom, left:right] = \
+    out[top:bottom, left:right] = \
         mask[top - y1:bottom - y1, left - x1:right - x1] >= threshold
-    return full_mask
+    return out

@@ -262,6 +262,25 @@ def test_unmold_detections_maps_to_original_pixels(inference):
     assert full.shape == (32, 64, 1) and full[4:24, 8:40, 0].all() and full.sum() == 20 * 32
 
 
+def test_unmold_detections_masks_match_per_instance_unmold_mask(inference):
+    # Several overlapping instances, one reaching past the image edge, against
+    # the straightforward stack of utils.unmold_mask results.
+    rng = np.random.default_rng(3)
+    pixel_boxes = np.array([[2, 3, 30, 40], [10, 10, 50, 60], [0, 0, 64, 64], [40, 50, 70, 80]])
+    detections = np.zeros((6, 6), np.float32)
+    detections[:4, :4] = utils.norm_boxes(pixel_boxes, (64, 64))
+    detections[:4, 4] = [1, 3, 2, 1]
+    detections[:4, 5] = [0.9, 0.8, 0.7, 0.6]
+    masks = rng.random((6, 28, 28, 4)).astype(np.float32)
+    rois, class_ids, _, full = inference.unmold_detections(
+        detections, masks, (64, 64, 3), (64, 64, 3), [0, 0, 64, 64])
+    assert full.shape == (64, 64, 4) and full.dtype == bool
+    expected = np.stack([utils.unmold_mask(masks[i, :, :, class_ids[i]], rois[i], (64, 64))
+                         for i in range(4)], axis=-1)
+    np.testing.assert_array_equal(full, expected)
+    assert 0 < full[..., 3].sum() < 24 * 14  # clipped at the image edge
+
+
 def test_inference_model_saves_and_reloads_with_identical_detections(inference, tmp_path):
     path = str(tmp_path / "mask_rcnn.keras")
     inference.keras_model.save(path)
