@@ -6,6 +6,11 @@ Usage (from the repository root):
 
     python benchmarks/bench_inference.py                 # resnet50@1024, resnet101@1024, resnet50@512
     python benchmarks/bench_inference.py --only resnet50@512 --runs 3
+    python benchmarks/bench_inference.py --precision float32
+
+Every case runs in float32 and with ``MIXED_PRECISION = "bfloat16"`` (the
+default ``--precision both``); bfloat16 pays off on CPUs with AMX or
+AVX512-BF16, which the machine section reports.
 
 Each case runs in its own subprocess so peak RSS is per case. Per case:
 build the model, warm up with 2 calls, then time ``--runs`` calls on one
@@ -18,12 +23,13 @@ Prints one JSON object.
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from machine import machine_info
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +37,7 @@ CASES = {"resnet50@1024": ("resnet50", 1024), "resnet101@1024": ("resnet101", 10
          "resnet50@512": ("resnet50", 512)}
 
 
-def run_case(name, runs):
+def run_case(name, runs, precision):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -49,6 +55,7 @@ def run_case(name, runs):
         BACKBONE = backbone
         IMAGE_MIN_DIM = size
         IMAGE_MAX_DIM = size
+        MIXED_PRECISION = precision == "bfloat16" and "bfloat16"
 
     keras.utils.set_random_seed(0)
     model = modellib.MaskRCNN("inference", BenchConfig(), "/tmp/bench_inference_logs")
@@ -64,6 +71,7 @@ def run_case(name, runs):
     # Backbone alone (ResNet + FPN: image -> P2..P6), built with a fixed
     # input size so every layer's output shape, hence its FLOPs, is known.
     from mrcnn.backbone import fpn_graph, resnet_graph
+    keras.config.set_dtype_policy(BenchConfig().dtype_policy_name())
     image_input = keras.Input((size, size, 3))
     _, c2, c3, c4, c5 = resnet_graph(image_input, backbone, stage5=True, train_bn=False)
     backbone_model = keras.Model(image_input, fpn_graph(c2, c3, c4, c5, 256))
@@ -84,7 +92,7 @@ def run_case(name, runs):
             flops += 2 * out_h * out_w * kh * kw * layer.kernel.shape[2] * layer.filters
     b_median = statistics.median(b_times)
     return {
-        "case": name, "backbone": backbone, "image_size": size,
+        "case": name, "precision": precision, "backbone": backbone, "image_size": size,
         "detect_median_s": round(statistics.median(times), 3),
         "detect_min_s": round(min(times), 3),
         "backbone_median_s": round(b_median, 3),
@@ -99,25 +107,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=sorted(CASES), action="append")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.runs)))
+        print(json.dumps(run_case(args.case, args.runs, args.precision)))
         return
     results = []
-    for name in args.only or list(CASES):
-        print("running", name, file=sys.stderr)
+    precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
+    cases = [(name, precision) for name in args.only or list(CASES) for precision in precisions]
+    for name, precision in cases:
+        print("running", name, precision, file=sys.stderr)
         out = subprocess.run([sys.executable, __file__, "--case", name, "--runs",
-                              str(args.runs)], capture_output=True, text=True)
+                              str(args.runs), "--precision", precision],
+                             capture_output=True, text=True)
         if out.returncode != 0:
-            raise SystemExit("case {} failed:\n{}".format(name, out.stderr[-3000:]))
+            raise SystemExit("case {} ({}) failed:\n{}".format(name, precision,
+                                                               out.stderr[-3000:]))
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(json.dumps({
         "benchmark": "bench_inference",
         "targets_s": {"resnet50@1024": 2.5, "resnet50@512": 0.8},
         "results": results,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine_info(),
     }, indent=2))
 
 

@@ -26,10 +26,11 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+from machine import machine_info
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -133,8 +134,7 @@ def main():
         "median_latency_s": round(statistics.median(latencies[args.warmup:] or latencies), 4),
         "detections_per_call": round(detections / args.calls, 1),
         "wall_s": round(time.time() - start, 1),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "platform": platform.platform()},
+        "machine": machine_info(),
     }
     print(json.dumps(result, indent=2))
 

@@ -23,12 +23,12 @@ Prints one JSON object.
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from machine import machine_info  # noqa: E402
 from samples_loader import load_sample  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,8 +122,7 @@ def main():
         "learning_curve": curve,
         "evaluation_s": round(time.time() - eval_start, 1),
         "checkpoint": checkpoint,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine_info(),
     }, indent=1))
 
 

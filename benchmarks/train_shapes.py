@@ -16,12 +16,12 @@ the checkpoint evaluated and the machine.
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from machine import machine_info  # noqa: E402
 from samples_loader import load_sample  # noqa: E402
 
 
@@ -74,8 +74,7 @@ def main():
         "final_losses": {k: round(float(v[-1]), 4) for k, v in history.history.items()},
         "evaluation_s": round(time.time() - eval_start, 1),
         "checkpoint": checkpoint,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine_info(),
     }
     print(json.dumps(result, indent=2))
 

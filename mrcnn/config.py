@@ -219,8 +219,15 @@ class Config(object):
     # Helps training from random initialisation.
     LEARNING_RATE_WARMUP_STEPS = 0
 
-    # Train with float16 activations and a dynamic loss scale. Worth it on
-    # GPUs with tensor cores; slower on CPUs.
+    # Mixed precision (variables stay float32 either way):
+    #   False                 float32 throughout.
+    #   True or "float16"     float16 activations and a dynamic loss scale.
+    #                         Worth it on GPUs with tensor cores; slow on CPUs.
+    #   "bfloat16"            bfloat16 activations, no loss scale needed.
+    #                         Worth it on recent GPUs and on CPUs with AMX or
+    #                         AVX512-BF16, where convolutions run 2-3x faster.
+    # Box arithmetic, NMS, ROI sampling, softmax outputs and losses stay
+    # float32 in every mode.
     MIXED_PRECISION = False
 
     def __init__(self):
@@ -254,6 +261,14 @@ class Config(object):
     # ------------------------------------------------------------------
     # Display and serialisation
     # ------------------------------------------------------------------
+    def dtype_policy_name(self):
+        """The Keras dtype policy MIXED_PRECISION asks for: "float32",
+        "mixed_float16" or "mixed_bfloat16"."""
+        policy = _mixed_precision_policy(self.MIXED_PRECISION)
+        if policy is None:
+            raise ConfigError(_MIXED_PRECISION_ERROR.format(self.MIXED_PRECISION))
+        return policy
+
     def _attribute_names(self):
         """Names of all configuration values: upper-case, non-private."""
         return [a for a in dir(self)
@@ -441,8 +456,8 @@ class Config(object):
         if not _is_int(self.LEARNING_RATE_WARMUP_STEPS) or self.LEARNING_RATE_WARMUP_STEPS < 0:
             add("LEARNING_RATE_WARMUP_STEPS must be a non-negative integer, got {!r}".format(
                 self.LEARNING_RATE_WARMUP_STEPS))
-        if self.MIXED_PRECISION not in (True, False):
-            add("MIXED_PRECISION must be True or False, got {!r}".format(self.MIXED_PRECISION))
+        if _mixed_precision_policy(self.MIXED_PRECISION) is None:
+            add(_MIXED_PRECISION_ERROR.format(self.MIXED_PRECISION))
 
         if problems:
             raise ConfigError("Invalid configuration {}:\n  - {}".format(
@@ -464,6 +479,21 @@ class Config(object):
                 add("{}={!r} must be a positive multiple of 64 in {!r} mode, so the "
                     "image can be halved 6 times for the feature pyramid; try {}"
                     .format(name, value, mode, _nearest_multiple(value, 64)))
+
+
+_MIXED_PRECISION_ERROR = ('MIXED_PRECISION must be False, True, "float16" or "bfloat16", '
+                          'got {!r}')
+
+
+def _mixed_precision_policy(value):
+    """Keras policy name for a MIXED_PRECISION value, None when invalid."""
+    if value is False or value is np.False_:
+        return "float32"
+    if value is True or value is np.True_:
+        return "mixed_float16"
+    if isinstance(value, str):
+        return {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}.get(value)
+    return None
 
 
 def _is_int(value):

@@ -95,9 +95,10 @@ class ModelBase(object):
         self.strategy = trainlib.distribution_strategy(config)
         import keras
         previous_policy = keras.config.dtype_policy()
-        if config.MIXED_PRECISION:
+        policy = config.dtype_policy_name()
+        if policy != "float32":
             # Only this model's layers: the global policy is restored below.
-            keras.config.set_dtype_policy("mixed_float16")
+            keras.config.set_dtype_policy(policy)
         try:
             with self.strategy.scope():
                 self.keras_model = self.build(mode=mode, config=config)

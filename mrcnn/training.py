@@ -165,12 +165,13 @@ def build_optimizer(config, learning_rate):
     """SGD with momentum LEARNING_MOMENTUM and per-tensor gradient clipping at
     GRADIENT_CLIP_NORM (as the original), with the optional linear warm-up of
     LEARNING_RATE_WARMUP_STEPS (a ``WarmupSchedule``, also used without
-    warm-up so callbacks can scale the rate) and, with MIXED_PRECISION,
-    dynamic loss scaling."""
+    warm-up so callbacks can scale the rate) and, with float16
+    MIXED_PRECISION, dynamic loss scaling (bfloat16 has float32's exponent
+    range and needs none)."""
     rate = WarmupSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS)
     optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
                                      clipnorm=config.GRADIENT_CLIP_NORM)
-    if config.MIXED_PRECISION:
+    if config.dtype_policy_name() == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
