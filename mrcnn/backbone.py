@@ -237,22 +237,25 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_channels=51
                        name='rpn_conv_shared')(feature_map)
 
     # Anchor Score. [batch, height, width, anchors per location * 2].
+    # The output layers compute in float32 under mixed precision (two 1x1
+    # convolutions with few filters), so scores and deltas keep float32
+    # precision.
     x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding='valid',
-                  activation='linear', name='rpn_class_raw')(shared)
+                  activation='linear', name='rpn_class_raw', dtype="float32")(shared)
 
     # Reshape to [batch, anchors, 2]
-    rpn_class_logits = KL.Reshape((-1, 2))(x)
+    rpn_class_logits = KL.Reshape((-1, 2), dtype="float32")(x)
 
     # Softmax on last dimension of BG/FG.
-    rpn_probs = KL.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+    rpn_probs = KL.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
 
     # Bounding box refinement. [batch, H, W, anchors per location * depth]
     # where depth is [x, y, log(w), log(h)]
     x = KL.Conv2D(anchors_per_location * 4, (1, 1), padding="valid",
-                  activation='linear', name='rpn_bbox_pred')(shared)
+                  activation='linear', name='rpn_bbox_pred', dtype="float32")(shared)
 
     # Reshape to [batch, anchors, 4]
-    rpn_bbox = KL.Reshape((-1, 4))(x)
+    rpn_bbox = KL.Reshape((-1, 4), dtype="float32")(x)
 
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 

@@ -119,13 +119,17 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
     # [batch, num_rois, 1, 1, fc] -> [batch, num_rois, fc]
     shared = KL.Reshape((-1, fc_layers_size), name="pool_squeeze")(x)
 
-    # Classifier head
-    mrcnn_class_logits = RoiDistributed(KL.Dense(num_classes), name='mrcnn_class_logits')(shared)
+    # Classifier head. The output layers compute in float32 under mixed
+    # precision (a few percent of the head's work), so logits, probabilities
+    # and deltas keep float32 precision.
+    mrcnn_class_logits = RoiDistributed(KL.Dense(num_classes, dtype="float32"),
+                                        name='mrcnn_class_logits', dtype="float32")(shared)
     mrcnn_probs = KL.Activation("softmax", name="mrcnn_class", dtype="float32")(mrcnn_class_logits)
 
     # BBox head: [batch, num_rois, NUM_CLASSES * (dy, dx, log(dh), log(dw))]
-    x = RoiDistributed(KL.Dense(num_classes * 4, activation='linear'), name='mrcnn_bbox_fc')(shared)
-    mrcnn_bbox = KL.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)
+    x = RoiDistributed(KL.Dense(num_classes * 4, activation='linear', dtype="float32"),
+                       name='mrcnn_bbox_fc', dtype="float32")(shared)
+    mrcnn_bbox = KL.Reshape((-1, num_classes, 4), name="mrcnn_bbox", dtype="float32")(x)
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
@@ -158,8 +162,9 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta,
         x = KL.Activation('relu')(x)
     x = RoiDistributed(KL.Conv2DTranspose(conv_channels, (2, 2), strides=2, activation="relu"),
                        name="mrcnn_mask_deconv")(x)
-    x = RoiDistributed(KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid"),
-                       name="mrcnn_mask")(x)
+    # float32 output under mixed precision, as the classifier's.
+    x = RoiDistributed(KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
+                                 dtype="float32"), name="mrcnn_mask", dtype="float32")(x)
     return x
 
 

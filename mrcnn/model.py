@@ -148,7 +148,7 @@ class MaskRCNN(ModelBase):
         layer_outputs = [rpn([p]) for p in rpn_feature_maps]
         output_names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
         rpn_class_logits, rpn_class, rpn_bbox = [
-            KL.Concatenate(axis=1, name=n)([level[i] for level in layer_outputs])
+            KL.Concatenate(axis=1, name=n, dtype="float32")([level[i] for level in layer_outputs])
             for i, n in enumerate(output_names)]
 
         # Generate proposals [batch, N, (y1, x1, y2, x2)] in normalized coordinates.
@@ -187,7 +187,7 @@ class MaskRCNN(ModelBase):
                                               config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                               train_bn=train_bn,
                                               conv_channels=config.MASK_HEAD_CHANNELS)
-            output_rois = KL.Identity(name="output_rois")(rois)
+            output_rois = KL.Identity(name="output_rois", dtype="float32")(rois)
 
             # Losses
             rpn_class_loss = LossLayer(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])

@@ -370,9 +370,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop training once ``seconds`` of wall time have passed since the
-    start of fit(); the epoch in progress ends at the next batch (and is
-    validated and checkpointed as usual).
+    """Stop training so that it ends within ``seconds`` of wall time.
+
+    The clock starts at ``start`` (a ``time.time()`` value, e.g. taken before
+    building the datasets, so set-up counts against the budget) or, by
+    default, at the start of fit(). Training stops after the batch at which
+    the time left no longer covers the work done at the end of an epoch
+    (validation, checkpoint, other callbacks), timed at each epoch end; the
+    epoch in progress is cut short there and still validated and
+    checkpointed, so the run finishes near the budget rather than one
+    validation past it.
 
     decay_at: fractions of the budget (e.g. ``(0.8,)``) after which the
         learning rate is multiplied by ``decay_factor`` once more each, the
@@ -381,7 +388,7 @@ class TimeBudget(keras.callbacks.Callback):
         Needs an optimizer from ``build_optimizer`` (every ``train()``).
     """
 
-    def __init__(self, seconds, decay_at=(), decay_factor=0.1):
+    def __init__(self, seconds, decay_at=(), decay_factor=0.1, start=None):
         super().__init__()
         self.seconds = float(seconds)
         self.decay_at = sorted(float(f) for f in decay_at)
@@ -389,26 +396,41 @@ class TimeBudget(keras.callbacks.Callback):
             raise ValueError("decay_at takes fractions of the budget between 0 and 1, got "
                              "{}".format(list(decay_at)))
         self.decay_factor = float(decay_factor)
+        self.given_start = start
         self.start = None
         self.decays_done = 0
+        # Longest time seen between an epoch's last batch and the next
+        # epoch's first batch (or the end of training).
+        self.epoch_end_seconds = 0.0
+        self._last_batch_end = None
 
     def on_train_begin(self, logs=None):
         import time
-        self.start = time.time()
+        self.start = time.time() if self.given_start is None else float(self.given_start)
         self.decays_done = 0
+        self._last_batch_end = None
         if self.decay_at:
             set_learning_rate_scale(self.model.optimizer, 1.0)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+        if self._last_batch_end is not None:
+            self.epoch_end_seconds = max(self.epoch_end_seconds,
+                                         time.time() - self._last_batch_end)
+            self._last_batch_end = None
+
     def on_train_batch_end(self, batch, logs=None):
         import time
-        elapsed = time.time() - self.start
+        now = time.time()
+        self._last_batch_end = now
+        elapsed = now - self.start
         due = sum(1 for f in self.decay_at if elapsed >= f * self.seconds)
         if due > self.decays_done:
             self.decays_done = due
             set_learning_rate_scale(self.model.optimizer, self.decay_factor ** due)
             logger.info("Learning rate scaled by %g after %.0f s", self.decay_factor ** due,
                         elapsed)
-        if elapsed >= self.seconds:
+        if elapsed + self.epoch_end_seconds >= self.seconds:
             self.model.stop_training = True
 
 

@@ -49,6 +49,33 @@ def test_time_budget_decays_learning_rate_at_fractions(monkeypatch):
                     (0.0002, False), (0.0002, False), (0.0002, True)]
 
 
+def test_time_budget_reserves_the_epoch_end_and_counts_from_start(monkeypatch):
+    import time
+    clock = _Clock()
+    monkeypatch.setattr(time, "time", clock)
+    config = TinyConfig()
+    model = _fake_fit_model(config)
+    # The caller's clock started 20 s before fit(): the budget of 100 s is
+    # spent at fit time 80.
+    budget = training.TimeBudget(100, start=980.0)
+    budget.set_model(model)
+    clock.now = 1000.0
+    budget.on_train_begin()
+    budget.on_epoch_begin(0)
+    for t in (5, 30):                   # epoch 0: batches end at 1005, 1030
+        clock.now = 1000.0 + t
+        budget.on_train_batch_end(0)
+    clock.now = 1042.0                  # validation and checkpoint took 12 s
+    budget.on_epoch_begin(1)
+    assert budget.epoch_end_seconds == 12.0 and not model.stop_training
+    clock.now = 1067.0                  # 87 s spent + 12 s reserve < 100
+    budget.on_train_batch_end(0)
+    assert not model.stop_training
+    clock.now = 1068.0                  # 88 + 12 >= 100: stop so the epoch end fits
+    budget.on_train_batch_end(1)
+    assert model.stop_training
+
+
 def test_time_budget_rejects_bad_fractions():
     with pytest.raises(ValueError, match="between 0 and 1"):
         training.TimeBudget(10, decay_at=(1.5,))

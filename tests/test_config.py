@@ -97,6 +97,16 @@ def test_validate_accepts_good_config():
     assert config.validate() is config
 
 
+@pytest.mark.parametrize("value, policy", [
+    (False, "float32"), (True, "mixed_float16"), ("float16", "mixed_float16"),
+    ("bfloat16", "mixed_bfloat16")])
+def test_mixed_precision_values_map_to_keras_policies(value, policy):
+    config = ShapesConfig()
+    config.MIXED_PRECISION = value
+    assert config.validate().dtype_policy_name() == policy
+    assert ShapesConfig.from_dict(config.to_dict()).dtype_policy_name() == policy
+
+
 @pytest.mark.parametrize("attribute, value, message", [
     ("NUM_CLASSES", 1, "NUM_CLASSES must be at least 2"),
     ("IMAGE_MAX_DIM", 100, "IMAGE_MAX_DIM=100 must be a positive multiple of 64"),
@@ -114,6 +124,8 @@ def test_validate_accepts_good_config():
     ("LOSS_WEIGHTS", {"rpn_class_loss": 1.0, "bogus": 2.0}, "LOSS_WEIGHTS has unknown keys"),
     ("TRAIN_BN", "yes", "TRAIN_BN must be None"),
     ("GRADIENT_CLIP_NORM", -1, "GRADIENT_CLIP_NORM must be a positive number"),
+    ("MIXED_PRECISION", "bf16", 'MIXED_PRECISION must be False, True, "float16" or "bfloat16"'),
+    ("MIXED_PRECISION", 1, 'MIXED_PRECISION must be False, True, "float16" or "bfloat16"'),
 ])
 def test_validate_reports_problem(attribute, value, message):
     config = ShapesConfig()

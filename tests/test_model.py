@@ -427,6 +427,41 @@ def test_gpu_count_beyond_devices_is_a_clear_error(tmp_path):
         modellib.MaskRCNN("training", Four(), str(tmp_path))
 
 
+def test_bfloat16_trains_without_loss_scaling_and_detects(datasets, tmp_path):
+    class Bf16(TinyConfig):
+        MIXED_PRECISION = "bfloat16"
+
+    class Bf16Inference(TinyInferenceConfig):
+        MIXED_PRECISION = "bfloat16"
+    model = modellib.MaskRCNN("training", Bf16(), str(tmp_path))
+    km = model.keras_model
+    assert km.get_layer("mrcnn_mask_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert {v.dtype for v in km.get_layer("mrcnn_mask_conv1").weights} == {"float32"}
+    for name in ("ROI", "proposal_targets", "roi_align_mask", "mrcnn_mask_loss"):
+        assert km.get_layer(name).dtype_policy.name == "float32", name
+    # Every output (scores, deltas, masks, ROIs, losses) is float32.
+    assert {o.dtype for o in km.outputs} == {"float32"}
+    model.set_trainable(".*", verbose=0)
+    model.compile(0.01)
+    assert not isinstance(km.optimizer, keras.optimizers.LossScaleOptimizer)
+    batch = next(iter(model.training_dataset(datasets[0], seed=0)))
+    logs = km.train_on_batch(batch, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    # Same weights in float32 and bfloat16: RPN scores agree to bfloat16's
+    # precision, and detect() returns the documented types.
+    bf16 = modellib.MaskRCNN("inference", Bf16Inference(), str(tmp_path))
+    fp32 = modellib.MaskRCNN("inference", TinyInferenceConfig(), str(tmp_path))
+    bf16.keras_model.set_weights(fp32.keras_model.get_weights())
+    image = datasets[1].load_image(datasets[1].image_ids[0])
+    molded, metas, _ = fp32.mold_inputs([image])
+    rpn_fp32 = fp32.predict_molded(molded, metas)[5]
+    rpn_bf16 = bf16.predict_molded(molded, metas)[5]
+    assert rpn_bf16.dtype == np.float32
+    np.testing.assert_allclose(rpn_bf16, rpn_fp32, atol=0.03)
+    result = bf16.detect([image])[0]
+    _check_result(result, image)
+
+
 def test_mixed_precision_builds_float16_heads_and_keeps_boxes_float32(datasets, tmp_path):
     class Mixed(TinyConfig):
         MIXED_PRECISION = True

@@ -381,10 +381,10 @@ def train(model, dataset_dir, subset="train", epochs=40, heads_epochs=None, minu
         callbacks = list(custom_callbacks or [])
         if minutes:
             from mrcnn.training import TimeBudget
-            seconds_left = minutes * 60.0 * budget_share - (time.time() - start)
-            if seconds_left <= 0:
+            seconds = minutes * 60.0 * budget_share
+            if time.time() - start >= seconds:
                 continue
-            callbacks.append(TimeBudget(seconds_left))
+            callbacks.append(TimeBudget(seconds, start=start))
         print("Train network {} up to epoch {}".format(layers, last_epoch))
         histories.append(model.train(dataset_train, dataset_val,
                                      learning_rate=model.config.LEARNING_RATE,

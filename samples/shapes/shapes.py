@@ -350,8 +350,8 @@ def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
           train_images=500, val_images=50, verbose=1, callbacks=None,
           decay_at=LEARNING_RATE_DECAY_AT):
     """Train Mask R-CNN on shapes until ``epochs`` or ``minutes`` of wall
-    time (whichever comes first; the epoch in progress is finished early and
-    checkpointed). With a time budget the learning rate drops tenfold after
+    time, set-up included (whichever comes first; the epoch in progress is
+    finished early and checkpointed). With a time budget the learning rate drops tenfold after
     each fraction of it in ``decay_at``. ``weights``: None (random
     initialisation), "last" or a checkpoint path. ``callbacks``: extra Keras
     callbacks. Returns (model, history, seconds spent)."""
@@ -359,6 +359,7 @@ def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
     from mrcnn import model as modellib
     from mrcnn.training import TimeBudget
 
+    start = time.time()
     config = config or ShapesConfig()
     dataset_train, dataset_val = make_datasets(train_images, val_images)
     model = modellib.MaskRCNN(mode="training", config=config, model_dir=model_dir)
@@ -366,8 +367,9 @@ def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
         weights = model.find_last()
     if weights:
         model.load_weights(weights, by_name=True)
-    start = time.time()
-    budget = [TimeBudget(minutes * 60.0, decay_at=decay_at)] if minutes else []
+    # The budget covers everything from here: building, tracing, training,
+    # validation and checkpoints.
+    budget = [TimeBudget(minutes * 60.0, decay_at=decay_at, start=start)] if minutes else []
     history = model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE,
                           epochs=epochs, layers="all",
                           custom_callbacks=budget + list(callbacks or []), verbose=verbose)
