@@ -196,6 +196,34 @@ class ConfiguredLayer(KL.Layer):
 #  Proposal Layer
 ############################################################
 
+def batched_nms_padded(boxes, scores, max_output_size, iou_threshold):
+    """Greedy NMS of each image of a batch, indices padded to a fixed size.
+
+    boxes: [B, K, (y1, x1, y2, x2)] float32 (any consistent frame, y2 >= y1,
+    x2 >= x1). scores: [B, K]. Returns (keep [B, max_output_size] int32
+    indices into K, highest score first, zero-padded; valid [B] int32 count
+    of real entries per image).
+
+    Runs TensorFlow's C++ greedy kernel on each image inside a graph loop.
+    ``tf.image.non_max_suppression_padded`` (batched, tile-based) gives the
+    same result but slows down with the number of suppressed boxes: on a
+    trained RPN, whose top boxes pile up on each object, it took 0.26 s of a
+    0.55 s shapes training step (batch 8, 4,092 anchors) against 0.02 s at
+    random initialisation.
+    """
+    def one_image(args):
+        image_boxes, image_scores = args
+        keep, valid = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=image_boxes, scores=image_scores, max_output_size=max_output_size,
+            iou_threshold=iou_threshold, score_threshold=float("-inf"),
+            pad_to_max_output_size=True)
+        return keep, valid
+
+    return tf.map_fn(one_image, (boxes, scores),
+                     fn_output_signature=(tf.TensorSpec([max_output_size], tf.int32),
+                                          tf.TensorSpec([], tf.int32)))
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(KL.Layer):
     """Receives anchor scores and selects a subset to pass as proposals
@@ -255,9 +283,8 @@ class ProposalLayer(KL.Layer):
         pre_nms_anchors = tf.gather(anchors, ix, batch_dims=1)
         boxes = apply_box_deltas_graph(pre_nms_anchors, deltas)
         clipped = clip_boxes_graph(boxes, tf.constant([0., 0., 1., 1.]))
-        keep, valid = tf.image.non_max_suppression_padded(
-            clipped, scores, self.proposal_count, iou_threshold=self.nms_threshold,
-            pad_to_max_output_size=True, sorted_input=True, canonicalized_coordinates=True)
+        keep, valid = batched_nms_padded(clipped, scores, self.proposal_count,
+                                         self.nms_threshold)
         valid_mask = tf.range(self.proposal_count)[None, :] < valid[:, None]
         proposals = tf.gather(clipped, keep, batch_dims=1)
         proposals = tf.where(valid_mask[..., None], proposals, 0.0)

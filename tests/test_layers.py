@@ -80,6 +80,32 @@ def test_proposal_layer_matches_numpy_pipeline():
     np.testing.assert_allclose(restored([probs, deltas, batch_anchors]).numpy(), proposals)
 
 
+def test_batched_nms_matches_numpy_per_image_on_clustered_boxes():
+    # A trained RPN piles its best boxes on few objects: most boxes are
+    # suppressed, the regime where batched tile NMS was slow. Compare with
+    # utils.non_max_suppression image by image.
+    rng = np.random.default_rng(4)
+    batch, count, max_out = 3, 800, 50
+    centres = rng.uniform(0.2, 0.8, (batch, 3, 2))
+    which = rng.integers(0, 3, (batch, count))
+    centre = np.take_along_axis(centres, which[..., None], axis=1)
+    size = rng.uniform(0.1, 0.12, (batch, count, 2))
+    jitter = rng.normal(0, 0.005, (batch, count, 2))
+    boxes = np.concatenate([centre + jitter - size / 2, centre + jitter + size / 2],
+                           axis=-1).astype(np.float32)
+    scores = rng.random((batch, count)).astype(np.float32)
+    keep, valid = layers.batched_nms_padded(tf.constant(boxes), tf.constant(scores),
+                                            max_out, 0.7)
+    keep, valid = keep.numpy(), valid.numpy()
+    assert keep.shape == (batch, max_out) and keep.dtype == np.int32
+    for b in range(batch):
+        expected = utils.non_max_suppression(boxes[b], scores[b], 0.7)[:max_out]
+        assert valid[b] == len(expected)
+        np.testing.assert_array_equal(keep[b, :valid[b]], expected)
+        assert np.all(keep[b, valid[b]:] == 0)
+    assert valid.max() < max_out  # clustered: fewer survivors than slots
+
+
 def test_roi_levels_follow_fpn_formula():
     # Image 1024x1024: a 224-pixel box is level 4, 112 -> 3, 56 -> 2 (and
     # smaller stays 2), 448 -> 5, 896 -> 5 (capped).
