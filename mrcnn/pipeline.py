@@ -16,9 +16,13 @@ a ``tf.data.Dataset`` of batches keyed by the model's input names:
 * when every image of the dataset has been skipped since the last usable one
   (none has instances, or all fail), loading stops with a ValueError instead
   of waiting forever for a batch;
-* ``no_augmentation_sources`` images are never augmented.
+* ``no_augmentation_sources`` images are never augmented;
+* a script or notebook kernel that exits while holding an iterator over
+  such a dataset exits cleanly (see ``_release_iterators_at_exit``).
 """
 
+import atexit
+import gc
 import logging
 import threading
 
@@ -28,6 +32,31 @@ import tensorflow as tf
 from mrcnn.data import MAX_CONSECUTIVE_ERRORS, _describe_image
 
 logger = logging.getLogger(__name__)
+
+
+def _release_iterators_at_exit():
+    """Free the resources of tf.data iterators still alive at exit.
+
+    The loaders run Python (``tf.numpy_function``) on tf.data threads. An
+    iterator left alive until interpreter shutdown is destroyed during
+    finalization, when those threads can no longer take the GIL to finish
+    their calls, and the destructor, which waits for them, hangs the
+    process forever. Registered with ``atexit``, this runs before
+    finalization, while the calls can still complete.
+    """
+    released = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, tf.data.Iterator) and "_iterator_resource" in vars(obj):
+            try:
+                del obj._iterator_resource
+                released += 1
+            except Exception:  # keep exiting; say what was left behind
+                logger.warning("could not release a tf.data iterator at exit", exc_info=True)
+    if released:
+        logger.debug("released %d tf.data iterator(s) at exit", released)
+
+
+atexit.register(_release_iterators_at_exit)
 
 
 class DataLoadError(RuntimeError):

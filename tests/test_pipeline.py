@@ -1,6 +1,7 @@
 """The tf.data training pipeline: permutations per pass, skipping, error
 handling, augmentation sources and constant inputs."""
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -108,3 +109,32 @@ def test_endless_dataset_smaller_than_a_batch_spans_passes():
     data = make_dataset(make(3), lambda i, aug: [np.array([i]), np.zeros(2)], SIGNATURE,
                         batch_size=4, shuffle=False)
     assert ids_of(data.take(3)) == [0, 1, 2] * 4
+
+
+EXIT_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from tiny_models import TinyConfig, shapes_dataset
+from mrcnn import model as modellib
+model = modellib.MaskRCNN("training", TinyConfig(), {logs!r})
+iterator = iter(model.training_dataset(shapes_dataset(20, 0)))
+next(iterator)
+print("exiting with a live iterator", flush=True)
+"""
+
+
+def test_process_exits_while_an_iterator_is_alive(tmp_path):
+    # Without the at-exit release, interpreter shutdown destroys the
+    # iterator while loader threads wait for the GIL, and the process hangs
+    # forever (seen with a model's training_dataset, as in a notebook that
+    # looks at a batch).
+    import subprocess
+    import sys
+    script = tmp_path / "exit_with_iterator.py"
+    script.write_text(EXIT_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                         logs=str(tmp_path)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=90, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "exiting with a live iterator" in result.stdout
