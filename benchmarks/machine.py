@@ -6,6 +6,7 @@ the same code runs 2-3x faster in bfloat16 on a CPU with AMX than without,
 so a figure means little without them.
 """
 
+import importlib.metadata
 import os
 import platform
 
@@ -31,8 +32,7 @@ def machine_info():
             info["cpu_features"] = [f for f in _FEATURES if f in flags]
             break
     try:
-        import tensorflow as tf
-        info["tensorflow"] = tf.__version__
-    except ImportError:
+        info["tensorflow"] = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
         info["tensorflow"] = None
     return info

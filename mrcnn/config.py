@@ -224,6 +224,7 @@ class Config(object):
     #   True or "float16"     float16 activations and a dynamic loss scale.
     #                         Worth it on GPUs with tensor cores; slow on CPUs.
     #   "bfloat16"            bfloat16 activations, no loss scale needed.
+    #   (Keras's names "mixed_float16", "mixed_bfloat16", "float32" also work.)
     #                         Worth it on recent GPUs and on CPUs with AMX or
     #                         AVX512-BF16, where convolutions run 2-3x faster.
     # Box arithmetic, NMS, ROI sampling, softmax outputs and losses stay
@@ -492,7 +493,10 @@ def _mixed_precision_policy(value):
     if value is True or value is np.True_:
         return "mixed_float16"
     if isinstance(value, str):
-        return {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}.get(value)
+        # Keras's own policy names are accepted too.
+        return {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16",
+                "mixed_float16": "mixed_float16", "mixed_bfloat16": "mixed_bfloat16",
+                "float32": "float32"}.get(value)
     return None
 
 

@@ -351,7 +351,7 @@ def unmold_mask(mask, bbox, image_shape):
     """
     height, width = (int(v) for v in image_shape[:2])
     full_mask = np.zeros((height, width), dtype=bool)
-    paste_mask(mask, bbox, full_mask)
+    paste_mask(mask, _box_ints("unmold_mask", 0, bbox), full_mask)
     return full_mask
 
 
@@ -365,7 +365,7 @@ def paste_mask(mask, bbox, out, threshold=0.5):
     out: [H, W] bool array (a view is fine); pixels outside the box are
         left as they are. The part of the box outside ``out`` is cut off.
     """
-    y1, x1, y2, x2 = _box_ints("unmold_mask", 0, bbox)
+    y1, x1, y2, x2 = _box_ints("paste_mask", 0, bbox)
     height, width = out.shape[:2]
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y2, height), min(x2, width)

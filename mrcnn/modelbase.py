@@ -95,10 +95,10 @@ class ModelBase(object):
         self.strategy = trainlib.distribution_strategy(config)
         import keras
         previous_policy = keras.config.dtype_policy()
-        policy = config.dtype_policy_name()
-        if policy != "float32":
-            # Only this model's layers: the global policy is restored below.
-            keras.config.set_dtype_policy(policy)
+        # MIXED_PRECISION decides, whatever the global policy is (the
+        # optimizer's loss scaling follows the config too); the global policy
+        # is restored below.
+        keras.config.set_dtype_policy(config.dtype_policy_name())
         try:
             with self.strategy.scope():
                 self.keras_model = self.build(mode=mode, config=config)

@@ -46,12 +46,15 @@ def _release_iterators_at_exit():
     """
     released = 0
     for obj in gc.get_objects():
-        if isinstance(obj, tf.data.Iterator) and "_iterator_resource" in vars(obj):
-            try:
-                del obj._iterator_resource
+        # type(), not isinstance(): isinstance reads obj.__class__, which
+        # raises for a dead weakref.proxy.
+        if not issubclass(type(obj), tf.data.Iterator):
+            continue
+        try:
+            if obj.__dict__.pop("_iterator_resource", None) is not None:
                 released += 1
-            except Exception:  # keep exiting; say what was left behind
-                logger.warning("could not release a tf.data iterator at exit", exc_info=True)
+        except Exception:  # keep exiting; say what was left behind
+            logger.warning("could not release a tf.data iterator at exit", exc_info=True)
     if released:
         logger.debug("released %d tf.data iterator(s) at exit", released)
 

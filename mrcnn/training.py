@@ -376,7 +376,7 @@ class TimeBudget(keras.callbacks.Callback):
     building the datasets, so set-up counts against the budget) or, by
     default, at the start of fit(). Training stops after the batch at which
     the time left no longer covers the work done at the end of an epoch
-    (validation, checkpoint, other callbacks), timed at each epoch end; the
+    (validation, checkpoint, other callbacks), as long as the last one took; the
     epoch in progress is cut short there and still validated and
     checkpointed, so the run finishes near the budget rather than one
     validation past it.
@@ -399,8 +399,9 @@ class TimeBudget(keras.callbacks.Callback):
         self.given_start = start
         self.start = None
         self.decays_done = 0
-        # Longest time seen between an epoch's last batch and the next
-        # epoch's first batch (or the end of training).
+        # Time between the last epoch's last batch and the next epoch's
+        # start (validation, checkpoint, callbacks). The latest gap is kept:
+        # the first also holds one-time tracing of the validation step.
         self.epoch_end_seconds = 0.0
         self._last_batch_end = None
 
@@ -415,8 +416,7 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         import time
         if self._last_batch_end is not None:
-            self.epoch_end_seconds = max(self.epoch_end_seconds,
-                                         time.time() - self._last_batch_end)
+            self.epoch_end_seconds = time.time() - self._last_batch_end
             self._last_batch_end = None
 
     def on_train_batch_end(self, batch, logs=None):

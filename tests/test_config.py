@@ -99,7 +99,8 @@ def test_validate_accepts_good_config():
 
 @pytest.mark.parametrize("value, policy", [
     (False, "float32"), (True, "mixed_float16"), ("float16", "mixed_float16"),
-    ("bfloat16", "mixed_bfloat16")])
+    ("bfloat16", "mixed_bfloat16"), ("mixed_bfloat16", "mixed_bfloat16"),
+    ("float32", "float32")])
 def test_mixed_precision_values_map_to_keras_policies(value, policy):
     config = ShapesConfig()
     config.MIXED_PRECISION = value

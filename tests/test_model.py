@@ -427,6 +427,17 @@ def test_gpu_count_beyond_devices_is_a_clear_error(tmp_path):
         modellib.MaskRCNN("training", Four(), str(tmp_path))
 
 
+def test_config_precision_wins_over_the_global_policy(tmp_path):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = modellib.MaskRCNN("inference", TinyInferenceConfig(), str(tmp_path))
+        assert keras.config.dtype_policy().name == "mixed_float16"  # restored
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.keras_model.get_layer("mrcnn_mask_conv1").dtype_policy.name == "float32"
+
+
 def test_bfloat16_trains_without_loss_scaling_and_detects(datasets, tmp_path):
     class Bf16(TinyConfig):
         MIXED_PRECISION = "bfloat16"
