@@ -390,6 +390,14 @@ class TimeBudget(keras.callbacks.Callback):
 
     def __init__(self, seconds, decay_at=(), decay_factor=0.1, start=None):
         super().__init__()
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not seconds > 0:
+            raise ValueError("TimeBudget needs a positive number of seconds, got {!r}"
+                             .format(seconds))
+        if start is not None and (isinstance(start, bool)
+                                  or not isinstance(start, (int, float))):
+            raise ValueError("TimeBudget start must be a time.time() value or None, got "
+                             "{!r}".format(start))
         self.seconds = float(seconds)
         self.decay_at = sorted(float(f) for f in decay_at)
         if any(not 0.0 < f < 1.0 for f in self.decay_at):

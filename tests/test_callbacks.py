@@ -79,6 +79,10 @@ def test_time_budget_reserves_the_epoch_end_and_counts_from_start(monkeypatch):
 def test_time_budget_rejects_bad_fractions():
     with pytest.raises(ValueError, match="between 0 and 1"):
         training.TimeBudget(10, decay_at=(1.5,))
+    with pytest.raises(ValueError, match="positive number of seconds, got 0"):
+        training.TimeBudget(0)
+    with pytest.raises(ValueError, match="start must be a time.time\\(\\) value"):
+        training.TimeBudget(10, start="now")
 
 
 def test_learning_rate_scale_keeps_warmup():
