@@ -86,23 +86,47 @@ def check_image(image, channel_count=3):
     """Validate one input image and return it as a NumPy array.
 
     image: [height, width, channel_count] array of numbers (any integer or
-        float dtype, or bool). A 2-D (grayscale) image is repeated to 3
-        channels when channel_count is 3, or given a channel axis when it is 1.
+        float dtype, or bool).
+
+    Converted the way ``Dataset.load_image`` converts files, each kind of
+    conversion logged once per process: for a 3-channel model an RGBA image
+    ``[H, W, 4]`` loses its alpha channel (not composited, as Pillow's
+    ``convert("RGB")``), and a grayscale image (``[H, W]``, ``[H, W, 1]``,
+    or gray + alpha ``[H, W, 2]``) is repeated to 3 channels; for a
+    1-channel model a 2-D image gets a channel axis.
 
     Raises ValueError, saying what is wrong and how to fix it, for another
-    number of dimensions or channels (an RGBA image for a 3-channel model:
-    drop the alpha channel), an empty image, a non-numeric dtype, and NaN or
-    Inf values in a float image, and integer images with values above 255
-    (16-bit data: MEAN_PIXEL is on the 0..255 scale, so convert them first).
-    Float images are taken to be on the 0..255 scale and are not checked.
+    number of dimensions or channels, an empty image, a non-numeric dtype,
+    and NaN or Inf values in a float image, and integer images with values
+    above 255 (16-bit data: MEAN_PIXEL is on the 0..255 scale, so convert
+    them first). Float images are taken to be on the 0..255 scale and are
+    not checked.
     """
     image = np.asarray(image)
     if image.ndim == 2 and channel_count in (1, 3):
-        image = np.repeat(image[:, :, np.newaxis], channel_count, axis=2)
+        image = image[:, :, np.newaxis]
+        if channel_count == 3:
+            _log_conversion_once("grayscale", "2-D (grayscale) images are repeated to 3 "
+                                              "channels")
+    if image.ndim == 3 and channel_count == 3 and image.shape[2] != 3:
+        channels = image.shape[2]
+        if channels == 4:
+            _log_conversion_once("rgba", "RGBA images: the alpha channel is dropped")
+            image = image[:, :, :3]
+        elif channels == 2:
+            _log_conversion_once("gray_alpha", "gray + alpha images: the alpha channel is "
+                                               "dropped and the gray one repeated to 3 "
+                                               "channels")
+            image = image[:, :, :1]
+        elif channels == 1:
+            _log_conversion_once("grayscale", "[height, width, 1] (grayscale) images are "
+                                              "repeated to 3 channels")
+    if image.ndim == 3 and channel_count == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
     if image.ndim != 3 or image.shape[2] != channel_count:
         raise ValueError(
-            "Expected an image of shape [height, width, {}], got {}; convert it (e.g. drop "
-            "the alpha channel with image[..., :3]) or set IMAGE_CHANNEL_COUNT".format(
+            "Expected an image of shape [height, width, {}] (grayscale and RGBA are converted "
+            "for 3-channel models), got {}; convert it or set IMAGE_CHANNEL_COUNT".format(
                 channel_count, image.shape))
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError("Expected a non-empty image, got shape {}".format(image.shape))
@@ -117,6 +141,16 @@ def check_image(image, channel_count=3):
             "expects 8-bit values: convert it, e.g. (image // 257).astype(np.uint8) for "
             "0..65535".format(image.dtype, int(image.max())))
     return image
+
+
+_LOGGED_CONVERSIONS = set()
+
+
+def _log_conversion_once(kind, message):
+    if kind not in _LOGGED_CONVERSIONS:
+        _LOGGED_CONVERSIONS.add(kind)
+        logger.warning("Converting input images: %s (as Dataset.load_image does); this is "
+                       "logged once.", message)
 
 
 def mold_image(images, config):
@@ -188,6 +222,51 @@ def select_instances(class_ids, bbox, mask, max_instances, rng=None):
 ############################################################
 #  Ground truth loading
 ############################################################
+
+def check_dataset(dataset, config, name="dataset", reference=None):
+    """Check a Dataset against the configuration before training starts.
+
+    dataset: a utils.Dataset. name: how the error messages call it
+    ("train_dataset"). reference: optional dataset whose classes this one
+    must have (the training set, when checking the validation set).
+
+    Raises ValueError, naming the value to change, when the dataset is not
+    prepared or has no images, when it has more classes than NUM_CLASSES
+    (the image meta data would not fit the model: the reference failed deep
+    inside the input pipeline), or when its classes differ from
+    ``reference``'s. A dataset with fewer classes than NUM_CLASSES trains
+    (its meta data is padded) and is logged as a warning, since the extra
+    classes can never be learned.
+    """
+    if not hasattr(dataset, "class_from_source_map") or not hasattr(dataset, "num_classes"):
+        raise ValueError("{} is not prepared: call {}.prepare() after adding its classes and "
+                         "images".format(name, name))
+    if dataset.num_images == 0:
+        raise ValueError("{} has no images; add them with add_image() before "
+                         "prepare()".format(name))
+    names = ", ".join(dataset.class_names[:8]) + (", ..." if dataset.num_classes > 8 else "")
+    if dataset.num_classes > config.NUM_CLASSES:
+        raise ValueError(
+            "{} has {} classes (background included: {}) but {}.NUM_CLASSES is {}; set "
+            "NUM_CLASSES = {} in the configuration (and exclude the class-specific heads when "
+            "starting from weights trained on another class count)".format(
+                name, dataset.num_classes, names, type(config).__name__, config.NUM_CLASSES,
+                dataset.num_classes))
+    if dataset.num_classes < config.NUM_CLASSES:
+        logger.warning("%s has %d classes (background included: %s) but NUM_CLASSES is %d; "
+                       "the model's other classes will never be trained. Set NUM_CLASSES = %d "
+                       "unless that is intended.", name, dataset.num_classes, names,
+                       config.NUM_CLASSES, dataset.num_classes)
+    if reference is not None:
+        mine = [(c["source"], c["id"]) for c in dataset.class_info]
+        theirs = [(c["source"], c["id"]) for c in reference.class_info]
+        if mine != theirs:
+            raise ValueError(
+                "{} has other classes than the training dataset ({} against {}): class ids "
+                "would not mean the same thing in both; add the same classes, in the same "
+                "order, to both datasets".format(name, dataset.class_names,
+                                                 reference.class_names))
+
 
 def _describe_image(dataset, image_id):
     """"image 3 (source 'x', path 'a.jpg'[, reference ...])" for messages; a
@@ -296,6 +375,14 @@ def load_image_gt(dataset, config, image_id, augmentation=None,
             .format(_describe_image(dataset, image_id), class_ids.shape[0],
                     mask.shape[-1]))
     mask, class_ids = mask.astype(bool, copy=False), class_ids.astype(np.int32)
+    class_count = max(dataset.num_classes, config.NUM_CLASSES)
+    if class_ids.size and int(np.abs(class_ids).max()) >= class_count:
+        raise ValueError(
+            "load_image_gt: load_mask() of {} returned class id {}, but class ids go up to "
+            "{} (NUM_CLASSES={}, the dataset has {} classes); add the class with "
+            "add_class() and set NUM_CLASSES to match".format(
+                _describe_image(dataset, image_id), int(np.abs(class_ids).max()),
+                class_count - 1, config.NUM_CLASSES, dataset.num_classes))
     if logger.isEnabledFor(logging.DEBUG):
         empty = np.flatnonzero(~mask.any(axis=(0, 1)))
         if empty.size:
@@ -331,7 +418,9 @@ def load_image_gt(dataset, config, image_id, augmentation=None,
     bbox = utils.extract_bboxes(mask)
 
     # Classes of the image's source; others are inactive for this image.
-    active_class_ids = np.zeros([dataset.num_classes], dtype=np.int32)
+    # A dataset with fewer classes than NUM_CLASSES (check_dataset warns) is
+    # padded, so the meta data has the length the model expects.
+    active_class_ids = np.zeros([class_count], dtype=np.int32)
     source_class_ids = dataset.source_class_ids[dataset.image_info[image_id]["source"]]
     active_class_ids[source_class_ids] = 1
 

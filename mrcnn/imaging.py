@@ -117,7 +117,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     than min_dim after scaling (rounding) is scaled up until it covers the
     crop instead of failing in random.randint; crop mode without min_dim,
     pad64 with a min_dim that is not a multiple of 64 and unknown modes raise
-    ValueError with a message; 2-D (grayscale) images are accepted.
+    ValueError with a message; 2-D (grayscale) images are accepted; a side
+    that would round to 0 pixels (a 1 x 5000 image in a 1024 square) keeps
+    one pixel.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
@@ -159,7 +161,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         if round(image_max * scale) > max_dim:
             scale = max_dim / image_max
 
-    new_h, new_w = round(h * scale), round(w * scale)
+    # A very thin image keeps at least one row and column (1 x 5000 would
+    # otherwise round to an empty image).
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     if mode == "crop":
         # Never leave a side short of the crop (rounding, tiny images).
         new_h, new_w = max(new_h, min_dim), max(new_w, min_dim)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
-from mrcnn import imaging, utils
+from mrcnn import imaging, transform, utils
 from mrcnn.backbone import (BatchNorm, build_rpn_model, fpn_graph,  # noqa: F401
                             identity_block, conv_block, resnet_graph, rpn_graph)
 from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F401
@@ -299,16 +299,7 @@ class MaskRCNN(ModelBase):
 
         # Translate normalized coordinates in the resized image to pixel
         # coordinates in the original image before resizing
-        window = utils.norm_boxes(np.asarray(window), image_shape[:2])
-        wy1, wx1, wy2, wx2 = window
-        shift = np.array([wy1, wx1, wy1, wx1])
-        wh = wy2 - wy1  # window height
-        ww = wx2 - wx1  # window width
-        scale = np.array([wh, ww, wh, ww])
-        # Convert boxes to normalized coordinates on the window
-        boxes = np.divide(boxes - shift, scale)
-        # Convert boxes to pixel coordinates on the original image
-        boxes = utils.denorm_boxes(boxes, original_image_shape[:2]).astype(np.int32)
+        boxes = transform.unmold_boxes(boxes, window, image_shape, original_image_shape)
 
         # Filter out detections with zero area. Happens in early training when
         # network weights are still random

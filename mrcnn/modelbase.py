@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from mrcnn import pretrained, utils, weights
 from mrcnn import training as trainlib
-from mrcnn.data import check_image, compose_image_meta, mold_image
+from mrcnn.data import check_dataset, check_image, compose_image_meta, mold_image
 from mrcnn.pipeline import make_dataset
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,9 @@ class ModelBase(object):
         weights.save_weights(self.keras_model, filepath)
 
     def load_weights(self, filepath, by_name=False, exclude=None, skip_mismatch=False):
-        """Load weights from this package's checkpoints or a Keras 2 HDF5
-        weights file such as the released mask_rcnn_coco.h5.
+        """Load weights from this package's checkpoints, a Keras 2 HDF5
+        weights file such as the released mask_rcnn_coco.h5, or a Keras 3
+        ``keras_model.save_weights("x.weights.h5")`` file.
 
         exclude: list of layer names to exclude (e.g. the class-specific
             heads when fine-tuning on another class count).
@@ -228,7 +229,9 @@ class ModelBase(object):
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
               verbose=1):
         """Train the model.
-        train_dataset, val_dataset: Training and validation Dataset objects.
+        train_dataset, val_dataset: Training and validation Dataset objects
+            (prepared, with NUM_CLASSES classes; checked before anything
+            else happens). val_dataset may be None: no validation.
         learning_rate: The learning rate to train with
         epochs: Number of training epochs. Note that previous training epochs
                 are considered to be done already, so this actually determines
@@ -259,10 +262,16 @@ class ModelBase(object):
             raise ValueError("train() needs a model built with mode='training'; this one "
                              "is in {!r} mode".format(self.mode))
         import keras
+        # Dataset/config mismatches fail here, naming the value to change,
+        # rather than deep inside the input pipeline.
+        check_dataset(train_dataset, self.config, "train_dataset")
+        if val_dataset is not None:
+            check_dataset(val_dataset, self.config, "val_dataset", reference=train_dataset)
         layers = self.layer_presets().get(layers, layers)
         train_data = self.training_dataset(train_dataset, augmentation,
                                            no_augmentation_sources)
-        val_data = self.training_dataset(val_dataset, shuffle=True)
+        val_data = None if val_dataset is None else self.training_dataset(val_dataset,
+                                                                          shuffle=True)
 
         os.makedirs(self.log_dir, exist_ok=True)
         trainlib.remove_partial_checkpoints(self.log_dir, self.CHECKPOINT_PREFIX,
@@ -293,7 +302,7 @@ class ModelBase(object):
             steps_per_epoch=self.config.STEPS_PER_EPOCH,
             callbacks=callbacks,
             validation_data=val_data,
-            validation_steps=self.config.VALIDATION_STEPS,
+            validation_steps=self.config.VALIDATION_STEPS if val_data is not None else None,
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )
@@ -351,8 +360,14 @@ class ModelBase(object):
         if self._predict_fn is None:
             model = self.keras_model
             specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
-            self._predict_fn = tf.function(lambda *xs: model(list(xs), training=False),
-                                           input_signature=specs)
+
+            # Plain Keras calls need no AutoGraph conversion (AutoGraph also
+            # cannot read a lambda's source, and warned about it).
+            @tf.autograph.experimental.do_not_convert
+            def predict(*inputs):
+                return model(list(inputs), training=False)
+
+            self._predict_fn = tf.function(predict, input_signature=specs)
         inputs = self.inference_inputs(molded_images, image_metas)
         return [o.numpy() for o in self._predict_fn(*inputs)]
 

@@ -163,9 +163,15 @@ def test_detect_input_checks_convert_or_name_the_problem():
     for check in checks:
         gray = check(np.full((30, 40), 7, np.uint8))
         assert gray.shape == (30, 40, 3) and np.all(gray == 7)
+        # RGBA loses its alpha channel, [H, W, 1] is repeated (as load_image).
+        rgba = check(np.dstack([np.full((30, 40, 3), 9, np.uint8),
+                                np.zeros((30, 40), np.uint8)]))
+        assert rgba.shape == (30, 40, 3) and np.all(rgba == 9)
+        single = check(np.full((30, 40, 1), 5, np.uint8))
+        assert single.shape == (30, 40, 3) and np.all(single == 5)
         for image, message in [
-                (np.zeros((30, 40, 4), np.uint8),
-                 r"shape \[height, width, 3\], got \(30, 40, 4\)"),
+                (np.zeros((30, 40, 5), np.uint8),
+                 r"shape \[height, width, 3\] .*got \(30, 40, 5\)"),
                 (np.zeros((2, 30, 40, 3), np.uint8), r"shape \[height, width, 3\]"),
                 (np.zeros((0, 40, 3), np.uint8), "non-empty"),
                 (np.full((4, 4, 3), "x"), "numeric"),
@@ -209,8 +215,10 @@ def test_load_image_gt_checks_what_load_image_returns():
     nan_image = np.zeros((40, 40, 3), np.float32)
     nan_image[0, 0, 0] = np.nan
     dataset = ArrayDataset([(np.full((40, 40), 9, np.uint8), mask),
-                            (np.zeros((40, 40, 4), np.uint8), mask),
-                            (nan_image, mask)])
+                            (np.zeros((40, 40, 5), np.uint8), mask),
+                            (nan_image, mask),
+                            (np.dstack([np.full((40, 40, 3), 7, np.uint8),
+                                        np.full((40, 40), 255, np.uint8)]), mask)])
     config = SmallConfig()
     image, meta, _, _, _ = data.load_image_gt(dataset, config, 0)
     assert image.shape == (64, 64, 3)  # grayscale made RGB
@@ -220,9 +228,15 @@ def test_load_image_gt_checks_what_load_image_returns():
         data.load_image_gt(dataset, config, 1)
     message = str(info.value)
     assert "load_image() of image 1 (source 'arrays', path 'arrays/img1.png')" in message
-    assert "got (40, 40, 4)" in message and "alpha channel" in message
+    assert "got (40, 40, 5)" in message and "IMAGE_CHANNEL_COUNT" in message
     with pytest.raises(ValueError, match=r"image 2 .*img2.png.*NaN or Inf"):
         data.load_image_gt(dataset, config, 2)
+    # An RGBA image from a custom load_image() loses its alpha channel, as
+    # Dataset.load_image does for files.
+    image, meta, _, _, _ = data.load_image_gt(dataset, config, 3)
+    assert image.shape == (64, 64, 3) and np.all(image[8:56, 8:56] == 7)
+    np.testing.assert_array_equal(data.parse_image_meta(meta)["original_image_shape"],
+                                  [40, 40, 3])
 
 
 ############################################################
@@ -540,3 +554,89 @@ def test_training_stops_after_consecutive_failures_naming_the_image(tmp_path, ca
     assert "ImageLoadError: Cannot load image" in message and "file not found" in message
     assert "remove them from the dataset" in message
     assert caplog.text.count("Skipping image") == 4
+
+
+############################################################
+#  Dataset against configuration
+############################################################
+
+class ClassesDataset(ArrayDataset):
+    """ArrayDataset with ``extra`` more classes and configurable class ids."""
+
+    def __init__(self, items, extra=0, class_ids=None, source="arrays"):
+        utils.Dataset.__init__(self)
+        for k in range(1 + extra):
+            self.add_class(source, k + 1, "thing{}".format(k))
+        for i, (image, mask) in enumerate(items):
+            self.add_image(source, image_id=i, path="arrays/img{}.png".format(i),
+                           image=image, mask=mask)
+        self.class_ids_override = class_ids
+        self.prepare()
+
+    def load_mask(self, image_id):
+        mask, class_ids = super().load_mask(image_id)
+        if self.class_ids_override is not None:
+            class_ids = np.asarray(self.class_ids_override, np.int32)
+        return mask, class_ids
+
+
+def _items(count=2):
+    return [(np.zeros((40, 40, 3), np.uint8), rect_mask((40, 40), (5, 5, 20, 20)))
+            for _ in range(count)]
+
+
+def test_dataset_with_more_classes_than_num_classes_names_the_value():
+    dataset = ClassesDataset(_items(), extra=2)  # BG + 3 classes
+    with pytest.raises(ValueError) as info:
+        data.check_dataset(dataset, SmallConfig(), "train_dataset")
+    message = str(info.value)
+    assert "train_dataset has 4 classes" in message
+    assert "NUM_CLASSES is 2" in message and "set NUM_CLASSES = 4" in message
+
+
+def test_dataset_with_fewer_classes_warns_and_pads_the_meta(caplog):
+    class Five(SmallConfig):
+        NUM_CLASSES = 5
+    dataset = ClassesDataset(_items())
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
+        data.check_dataset(dataset, Five(), "train_dataset")
+    assert any("NUM_CLASSES is 5" in r.getMessage() for r in caplog.records)
+    _, meta, _, _, _ = data.load_image_gt(dataset, Five(), 0)
+    assert meta.shape == (Five().IMAGE_META_SIZE,)
+    np.testing.assert_array_equal(data.parse_image_meta(meta[None])["active_class_ids"][0],
+                                  [1, 1, 0, 0, 0])
+
+
+def test_validation_dataset_with_other_classes_is_refused():
+    train = ClassesDataset(_items())
+    val = ClassesDataset(_items(), source="other")
+    with pytest.raises(ValueError, match="val_dataset has other classes than the training"):
+        data.check_dataset(val, SmallConfig(), "val_dataset", reference=train)
+    data.check_dataset(ClassesDataset(_items()), SmallConfig(), "val_dataset", reference=train)
+
+
+def test_unprepared_or_empty_dataset_is_refused():
+    raw = utils.Dataset()
+    raw.add_class("arrays", 1, "thing")
+    with pytest.raises(ValueError, match=r"train_dataset is not prepared: call "
+                                         r"train_dataset.prepare\(\)"):
+        data.check_dataset(raw, SmallConfig(), "train_dataset")
+    raw.prepare()
+    with pytest.raises(ValueError, match="train_dataset has no images"):
+        data.check_dataset(raw, SmallConfig(), "train_dataset")
+
+
+def test_class_id_beyond_num_classes_names_the_image():
+    dataset = ClassesDataset(_items(), class_ids=[3])
+    with pytest.raises(ValueError, match=r"image 0 .*img0.png.*class id 3.*NUM_CLASSES=2"):
+        data.load_image_gt(dataset, SmallConfig(), 0)
+
+
+def test_train_checks_datasets_before_anything_is_written(tmp_path):
+    from tiny_models import TinyConfig
+    from mrcnn import model as modellib
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    too_many = ClassesDataset(_items(), extra=5)  # 7 classes, NUM_CLASSES is 4
+    with pytest.raises(ValueError, match="set NUM_CLASSES = 7"):
+        model.train(too_many, too_many, 0.01, epochs=1, layers="heads", verbose=0)
+    assert os.listdir(str(tmp_path)) == []

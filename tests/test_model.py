@@ -242,9 +242,51 @@ def test_detect_pad64_mixes_molded_shapes(trained, tmp_path):
 
 def test_detect_rejects_bad_images(inference):
     with pytest.raises(ValueError, match=r"shape \[height, width, 3\]"):
-        inference.detect([np.zeros((32, 32, 4), np.uint8)])
+        inference.detect([np.zeros((32, 32, 5), np.uint8)])
+    with pytest.raises(ValueError, match=r"16-bit"):
+        inference.detect([np.full((32, 32, 3), 4000, np.uint16)])
     with pytest.raises(ValueError, match="NaN or Inf"):
         inference.detect([np.full((32, 32, 3), np.nan, np.float32)])
+
+
+def _assert_same_detections(a, b):
+    for key in ("rois", "class_ids", "masks"):
+        np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5)
+
+
+def test_detect_converts_rgba_and_single_channel_images(inference, caplog):
+    """RGBA and [H, W, 1] images are converted as Dataset.load_image converts
+    files (alpha dropped, gray repeated), each kind logged once."""
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 255, (96, 80, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, rng.integers(0, 255, (96, 80), dtype=np.uint8)])
+    gray = rng.integers(0, 255, (96, 80, 1), dtype=np.uint8)
+    with caplog.at_level("WARNING", logger="mrcnn.data"):
+        caplog.clear()
+        _assert_same_detections(inference.detect([rgba])[0], inference.detect([rgb])[0])
+        inference.detect([rgba])
+        alpha_logs = [r for r in caplog.records if "alpha" in r.getMessage()]
+        assert len(alpha_logs) <= 1  # once per process (an earlier test may have logged it)
+    expected = inference.detect([np.repeat(gray, 3, axis=2)])[0]
+    _assert_same_detections(inference.detect([gray])[0], expected)
+    _assert_same_detections(inference.detect([gray[:, :, 0]])[0], expected)
+    result = inference.detect([np.dstack([gray, gray])])[0]  # gray + alpha
+    _assert_same_detections(result, expected)
+    assert result["masks"].shape[:2] == (96, 80)
+
+
+@pytest.mark.parametrize("shape", [(2000, 16, 3), (16, 2000, 3), (1, 1, 3), (1, 5000, 3),
+                                   (3, 1, 3), (1, 2, 3)])
+def test_detect_degenerate_image_shapes(inference, shape):
+    """Thin and tiny images return results at their own size (a window one
+    pixel thick made the reference divide 0 by 0)."""
+    image = np.random.default_rng(6).integers(0, 255, shape, dtype=np.uint8)
+    result = inference.detect([image])[0]
+    _check_result(result, image)
+    assert len(result["class_ids"]) > 0  # DETECTION_MIN_CONFIDENCE is 0 in the tiny config
+    assert np.all(result["rois"][:, 2] >= result["rois"][:, 0])
+    assert np.all(result["rois"][:, 3] >= result["rois"][:, 1])
 
 
 def test_unmold_detections_maps_to_original_pixels(inference):
