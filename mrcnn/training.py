@@ -66,6 +66,37 @@ class DetectionModel(keras.Model):
                 name, ", ".join(l.name for l in self.layers)))
         return found
 
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Keras's ``save_weights``, except that a ``.h5``/``.hdf5`` path that
+        does not end in ``.weights.h5`` (the reference's
+        ``save_weights("mask_rcnn_shapes.h5")``) writes the legacy Keras 2
+        layout of the checkpoints with ``mrcnn.weights.save_weights``;
+        ``overwrite=False`` then raises FileExistsError for an existing file."""
+        if not _legacy_h5_path(filepath):
+            return super().save_weights(filepath, overwrite=overwrite,
+                                        max_shard_size=max_shard_size)
+        if max_shard_size is not None:
+            raise ValueError("max_shard_size needs a .weights.h5 or .weights.json path; "
+                             "{} is a legacy .h5 file".format(filepath))
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError("{} exists and overwrite=False".format(filepath))
+        from mrcnn import weights  # mrcnn.weights needs only keras; keep imports one-way
+        weights.save_weights(self, filepath)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Keras's ``load_weights``, except that a legacy ``.h5``/``.hdf5``
+        path (not ``.weights.h5``) is read by ``mrcnn.weights.load_weights``
+        (by order, or ``by_name=True``); that returns its LoadReport."""
+        if not _legacy_h5_path(filepath):
+            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+        by_name = bool(kwargs.pop("by_name", False))
+        if kwargs:
+            raise ValueError("Invalid keyword arguments for a legacy .h5 file: {}".format(
+                kwargs))
+        from mrcnn import weights
+        return weights.load_weights(self, filepath, by_name=by_name,
+                                    skip_mismatch=skip_mismatch)
+
     @property
     def metrics(self):
         return list(self._trackers.values())
@@ -114,6 +145,14 @@ class DetectionModel(keras.Model):
         outputs = self(inputs, training=False)
         losses = self._named_losses(outputs)
         return self._update_trackers(self._total_loss(losses), losses)
+
+
+def _legacy_h5_path(filepath):
+    """A path (str or PathLike) ending .h5 or .hdf5 but not .weights.h5."""
+    if not isinstance(filepath, (str, os.PathLike)):
+        return False
+    path = os.fsdecode(os.fspath(filepath)).lower()
+    return path.endswith((".h5", ".hdf5")) and not path.endswith(".weights.h5")
 
 
 def _find_layer(model, name):

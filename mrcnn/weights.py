@@ -1,9 +1,10 @@
 """
 Mask R-CNN
-Weight files in the legacy Keras 2 HDF5 layout: ``save_weights`` and
-``load_weights``. Where starting weights come from (ImageNet, the keywords
-of ``resolve_weights``) is ``mrcnn.pretrained``; its names stay importable
-from here.
+Weight files: ``save_weights`` writes the legacy Keras 2 HDF5 layout;
+``load_weights`` reads it and the Keras 3 native ``.weights.h5`` layout.
+Where starting weights come from (ImageNet, the keywords of
+``resolve_weights``) is ``mrcnn.pretrained``; its names stay importable from
+here.
 
 The released ``mask_rcnn_coco.h5`` is a Keras 2 ``model.save_weights("x.h5")``
 file. Its layout, which ``save_weights`` writes and ``load_weights`` reads:
@@ -20,6 +21,19 @@ file. Its layout, which ``save_weights`` writes and ``load_weights`` reads:
 Attribute arrays larger than HDF5's 64 KiB object header are split into
 ``layer_names0``, ``layer_names1``, ... exactly as Keras 2 did.
 
+Keras 3 ``keras_model.save_weights("x.weights.h5")`` writes the native layout:
+no names in group paths, no layer order. Top-level layers are groups
+``layers/<class name in snake case>[_<n>]`` (``layers/conv2d_3``: the fourth
+Conv2D of ``model.layers``), each with the layer's own variables as datasets
+``vars/0``, ``vars/1``, ... and, in recent Keras, the layer name as attribute
+``name`` of ``vars``. Sublayers nest under the attribute that holds them
+(``layers/roi_distributed_4/layer/vars/0``); a nested model nests its layers
+the same way (``layers/functional/layers/conv2d_1/vars/0``). ``load_weights``
+reads each top-level group as that layer's weights, keyed by dataset path,
+and pairs them with the model's variables by those same paths, as Keras 3
+does; files without ``name`` attributes take the name of the model layer at
+the same path.
+
 Everything here works on any ``keras.Model`` by layer names; nothing depends
 on how the model was built.
 """
@@ -28,6 +42,7 @@ import dataclasses
 import errno
 import logging
 import os
+import posixpath
 import re
 import uuid
 
@@ -283,10 +298,10 @@ def weights_root(f, filepath):
         return f
     if "model_weights" in f and _read_names_attr(f["model_weights"], "layer_names") is not None:
         return f["model_weights"]
-    if "layers" in f or "vars" in f:
+    if is_native(f):
         raise WeightsFileError(
-            "{} is a Keras 3 native weights file, not the legacy Keras 2 layout; load it "
-            "with keras_model.load_weights({!r}).".format(filepath, filepath))
+            "{} is a Keras 3 native weights file, not the legacy Keras 2 layout this "
+            "reader needs; load it with mrcnn.weights.load_weights.".format(filepath))
     raise WeightsFileError("{} is an HDF5 file but holds no Keras weights (no 'layer_names' "
                            "attribute at its root or under 'model_weights').".format(filepath))
 
@@ -316,15 +331,16 @@ def _read_group(root, layer_name, weight_names, filepath):
     return arrays
 
 
-def _match_layer(layer, file_names, values):
+def _match_layer(layer, file_names, values, named=None):
     """Pair a layer's variables with the file's arrays for it.
 
     Pairs by name when the file's weight names (without ``:0``) are exactly the
-    layer's (nested models: ``rpn_conv_shared/kernel``), otherwise by order.
-    Returns ``(assignments, problems)``: ``[(variable, array)]`` and a list of
-    messages, empty when every shape fits.
+    layer's ``named`` (default ``_named_weights``; nested models:
+    ``rpn_conv_shared/kernel``; Keras 3 files: ``layer/vars/0``), otherwise by
+    order. Returns ``(assignments, problems)``: ``[(variable, array)]`` and a
+    list of messages, empty when every shape fits.
     """
-    named = _named_weights(layer)
+    named = _named_weights(layer) if named is None else named
     if len(values) != len(named):
         return [], ["the file has {} weights ({}), the model layer has {}".format(
             len(values), ", ".join(file_names), len(named))]
@@ -369,14 +385,17 @@ def _pair_by_order(model_layers, file_groups, exclude, filepath, report):
     return pairs
 
 
-def plan_assignments(root, pairs, filepath):
+def plan_assignments(root, pairs, filepath, named_weights=_named_weights):
     """Read and check ``[(layer, group, weight_names)]``; returns
     ``(plan, mismatches)``: ``[(layer_name, assignments)]`` for layers that
-    fit and ``[(layer_name, problems)]`` for those that do not."""
+    fit and ``[(layer_name, problems)]`` for those that do not.
+    ``named_weights(layer)``: the layer's ``[(name, variable)]`` in the file's
+    naming (``_named_weights`` or, for Keras 3 files, ``_native_weights``)."""
     plan, mismatches = [], []
     for layer, group, weight_names in pairs:
         values = _read_group(root, group, weight_names, filepath)
-        assignments, problems = _match_layer(layer, weight_names, values)
+        assignments, problems = _match_layer(layer, weight_names, values,
+                                             named_weights(layer))
         if problems:
             mismatches.append((layer.name, problems))
         else:
@@ -433,10 +452,12 @@ def _resnet_backbone(layer_names):
 
 
 def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismatch=False):
-    """Load a legacy Keras 2 HDF5 weights file into ``keras_model``.
+    """Load an HDF5 weights file, in either layout, into ``keras_model``.
 
     Reads files written by ``save_weights``, by Keras 2 ``save_weights`` (the
-    released ``mask_rcnn_coco.h5``) or Keras 2 full-model ``.h5`` files.
+    released ``mask_rcnn_coco.h5``), Keras 2 full-model ``.h5`` files and Keras 3
+    ``save_weights("x.weights.h5")`` files (the native layout, see the module
+    docstring; its layer order is Keras 3's: the n-th layer of each class).
 
     by_name: False pairs the model's top-level layers that have weights with
         the file's layer groups that have weights, in order (counts must
@@ -450,15 +471,15 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
 
     Inside a layer group, weights are assigned in ``weight_names`` order to
     ``layer.weights`` (by inner-layer name for nested models when the names
-    match). Every layer is checked before anything is assigned, so an error
-    leaves the model unchanged.
+    match; by dataset path in a Keras 3 file). Every layer is checked before
+    anything is assigned, so an error leaves the model unchanged.
 
     A Keras Applications ResNet file (``conv1_conv``, ``conv2_block1_1_conv``,
     ...) loaded by_name goes through ``mrcnn.pretrained.load_imagenet_weights``, so the
     reference's ``load_weights(get_imagenet_weights(), by_name=True)`` works.
 
     Returns: LoadReport. Raises FileNotFoundError, WeightsFileError (not a
-    readable weights file: not HDF5, truncated, a Keras 3 native file, a
+    readable weights file: not HDF5, truncated, neither layout, a
     layer group without its datasets or with non-numeric data),
     BackboneMismatchError (the file and the model have different ResNet
     backbones, e.g. resnet50 weights for a resnet101 model, which by name
@@ -475,12 +496,16 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
         raise ValueError("The model has no weights yet; build it before loading weights.")
     report = LoadReport(filepath)
     with open_weights_file(filepath) as f:
-        root = weights_root(f, filepath)
-        file_groups = layer_groups(root, filepath)
+        native = is_native(f)
+        if native:
+            root, file_groups = native_layer_groups(f, keras_model, filepath)
+        else:
+            root = weights_root(f, filepath)
+            file_groups = layer_groups(root, filepath)
         weight_names = dict(file_groups)
         # The reference loaded ImageNet weights with load_weights(by_name=True);
         # today's Keras Applications files use other layer names, so map them.
-        keras_apps = (by_name and "conv1_conv" in weight_names
+        keras_apps = (by_name and not native and "conv1_conv" in weight_names
                       and not any(layer.name == "conv1_conv" for layer in model_layers))
         if not keras_apps:
             _check_backbone(file_groups, model_layers, skip_mismatch, filepath)
@@ -498,7 +523,8 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
         else:
             pairs = _pair_by_order(model_layers, file_groups, exclude, filepath, report)
         plan, mismatches = plan_assignments(
-            root, [(layer, group, weight_names[group]) for layer, group in pairs], filepath)
+            root, [(layer, group, weight_names[group]) for layer, group in pairs], filepath,
+            _native_weights if native else _named_weights)
     if keras_apps:
         logger.info("%s holds Keras Applications ResNet weights; mapping its layer names",
                     filepath)
@@ -522,6 +548,134 @@ def _check_backbone(file_groups, model_layers, skip_mismatch, filepath):
         if not skip_mismatch:
             raise error
         logger.warning("%s", error)
+
+
+############################################################
+#  Keras 3 native layout
+############################################################
+
+def is_native(f):
+    """Whether the open HDF5 file is in Keras 3's native layout."""
+    return ("layers" in f or "vars" in f) and _read_names_attr(f, "layer_names") is None
+
+
+def _natural_key(text):
+    """``conv2d_10`` after ``conv2d_9``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _snake_case(name):
+    """Keras 3's group name for a class (``keras.src.utils.naming.to_snake_case``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _children(obj):
+    """``(attribute, child)`` in the order Keras 3 saving visits them (the
+    walk that defines the layout; only models' ``layers`` without it)."""
+    try:
+        from keras.src.saving import saving_lib
+        return saving_lib._walk_saveable(obj)
+    except (ImportError, AttributeError):
+        return [("layers", obj.layers)] if isinstance(obj, keras.Model) else []
+
+
+def _is_saveable(item):
+    try:
+        from keras.src.saving.keras_saveable import KerasSaveable
+    except ImportError:
+        KerasSaveable = keras.layers.Layer
+    return isinstance(item, KerasSaveable)
+
+
+def _container_paths(items, path):
+    """Keras 3's group paths for a list of saveables (snake-case class name,
+    ``_1``, ``_2``, ... on repeats; nested lists are ``container``)."""
+    used, paths = {}, []
+    for item in items:
+        if isinstance(item, (list, tuple, dict)):
+            base = "container"
+        elif _is_saveable(item):
+            base = _snake_case(item.__class__.__name__)
+        else:
+            continue
+        used[base] = used.get(base, -1) + 1
+        name = base if not used[base] else "{}_{}".format(base, used[base])
+        paths.append((posixpath.join(path, name), item))
+    return paths
+
+
+def _native_keys(obj, path, out, seen):
+    """Append ``(dataset path, variable)`` for ``obj`` and its sublayers as
+    Keras 3 writes them: own variables at ``path/vars/<i>``, children below.
+    ``seen`` maps id to object: visited objects stay alive, so ids stay unique."""
+    if id(obj) in seen:
+        return
+    seen[id(obj)] = obj
+    if isinstance(obj, (list, tuple, dict)):
+        items = list(obj.values()) if isinstance(obj, dict) else obj
+        for child_path, item in _container_paths(items, path):
+            _native_keys(item, child_path, out, seen)
+        return
+    if not isinstance(obj, keras.layers.Layer):
+        return  # optimizers, metrics, seed generators: nothing in layer.weights
+    own = {}
+    obj.save_own_variables(own)
+    out.extend((posixpath.join(path, "vars", key), value) for key, value in own.items())
+    for attr, child in _children(obj):
+        if isinstance(child, (keras.layers.Layer, list, tuple, dict)):
+            _native_keys(child, posixpath.join(path, attr), out, seen)
+
+
+def _native_weights(layer):
+    """``[(dataset path relative to the layer's group, variable)]`` in
+    ``layer.weights`` order (``layer/vars/0`` for a wrapped Dense)."""
+    found = []
+    _native_keys(layer, "", found, {})
+    path_of = {id(value): key for key, value in found}
+    return [(path_of.get(id(var), var.path), var) for var in layer.weights]
+
+
+def _native_datasets(group):
+    """Dataset paths under ``group``: ``vars/<i>`` in index order, then the
+    subgroups' in natural order."""
+    keys = []
+    for name in sorted(group, key=_natural_key):
+        item = group[name]
+        if name == "vars" and isinstance(item, h5py.Group):
+            keys[:0] = ["vars/" + k for k in sorted(item, key=_natural_key)
+                        if isinstance(item[k], h5py.Dataset)]
+        elif isinstance(item, h5py.Group):
+            keys += [name + "/" + k for k in _native_datasets(item)]
+    return keys
+
+
+def native_layer_groups(f, keras_model, filepath):
+    """``(root, [(layer_name, [dataset path, ...])])`` for a Keras 3 native
+    file's top-level layers that have weights; ``root[layer_name]`` is the
+    layer's group. The file keeps no order: groups at the path of one of the
+    model's layers come in model order, then the others in natural order."""
+    model_paths = dict(_container_paths(keras_model.layers, ""))
+    entries = {}
+    try:
+        layers = f["layers"] if "layers" in f else {}
+        for path in sorted(layers, key=_natural_key):
+            group = layers[path]
+            keys = _native_datasets(group) if isinstance(group, h5py.Group) else []
+            if not keys:
+                continue
+            name = group["vars"].attrs.get("name") if "vars" in group else None
+            if name is None:
+                name = model_paths[path].name if path in model_paths else "layers/" + path
+            entries[path] = (name.decode("utf8") if isinstance(name, bytes) else str(name),
+                             group, keys)
+    except (KeyError, OSError, RuntimeError) as e:
+        raise _unreadable(filepath, e) from e
+    order = [p for p in model_paths if p in entries]
+    order += [p for p in entries if p not in model_paths]
+    root = {entries[p][0]: entries[p][1] for p in order}
+    return root, [(entries[p][0], entries[p][2]) for p in order]
 
 
 ############################################################

@@ -192,10 +192,12 @@ def test_missing_and_broken_files(tmp_path):
     truncated.write_bytes(full.read_bytes()[:full.stat().st_size // 2])
     with pytest.raises(weights.WeightsFileError, match="truncated.h5 is not a readable HDF5"):
         weights.load_weights(model, truncated)
-    native = tmp_path / "model.weights.h5"
-    model.save_weights(native)  # Keras 3's own format
-    with pytest.raises(weights.WeightsFileError, match="Keras 3 native weights file"):
-        weights.load_weights(model, native)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_group("something_else")
+    with pytest.raises(weights.WeightsFileError, match="empty.h5 is an HDF5 file but holds "
+                                                      "no Keras weights"):
+        weights.load_weights(model, empty)
 
 
 def test_long_name_lists_are_chunked_like_keras2(tmp_path):
@@ -216,3 +218,175 @@ def test_load_report_prints_counts_not_every_layer():
     assert repr(report) == ("LoadReport('mask_rcnn_coco.h5': loaded 300 layers, excluded "
                             "5 [a, b, c, d, ...], missing 0, mismatched 1 [m])")
     assert len(report.loaded) == 300
+
+
+############################################################
+#  Keras 3 native .weights.h5 files and DetectionModel.save_weights
+############################################################
+
+HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"]  # mrcnn_bbox: a Reshape
+
+
+def tiny_maskrcnn(tmp_path, seed, num_classes=4):
+    """The tiny inference Mask R-CNN with every weight seeded at random."""
+    import mrcnn.model as modellib
+    from tiny_models import TinyInferenceConfig
+
+    class Config(TinyInferenceConfig):
+        NUM_CLASSES = num_classes
+
+    model = modellib.MaskRCNN("inference", Config(), str(tmp_path / "logs"))
+    rng = np.random.default_rng(seed)
+    for var in model.keras_model.weights:
+        var.assign(rng.uniform(0.5, 1.5, tuple(var.shape)).astype("float32"))
+    return model
+
+
+def weighted_names(keras_model):
+    return [layer.name for layer in keras_model.layers if layer.weights]
+
+
+def snapshot(keras_model):
+    return {name: values(keras_model.get_layer(name)) for name in weighted_names(keras_model)}
+
+
+def assert_snapshot_equal(snap, keras_model, names=None):
+    for name in snap if names is None else names:
+        for x, y in zip(snap[name], values(keras_model.get_layer(name)), strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_native_file_round_trips_by_name_and_by_order(tmp_path):
+    source = tiny_maskrcnn(tmp_path, seed=1)
+    path = tmp_path / "tiny.weights.h5"
+    source.keras_model.save_weights(path)  # Keras 3's own writer
+    with h5py.File(path, "r") as f:
+        assert "layer_names" not in f.attrs
+        assert f["layers/functional/vars"].attrs["name"] == "rpn_model"
+        assert "layers/functional/layers/conv2d_2/vars/1" in f  # rpn_bbox_pred/bias
+    expected = snapshot(source.keras_model)
+    names = weighted_names(source.keras_model)
+    assert {"rpn_model", "mrcnn_class_logits", "mrcnn_mask", "tiny_bn5"} <= set(names)
+
+    for by_name in (True, False):
+        target = tiny_maskrcnn(tmp_path, seed=2)
+        report = target.load_weights(path, by_name=by_name)
+        assert report.loaded == names and report.missing == [] and report.mismatched == []
+        assert_snapshot_equal(expected, target.keras_model)
+
+    # exclude: those layers keep their fresh values, by name and by order.
+    excluded = ["rpn_model", "mrcnn_class_conv1", "tiny_bn3"] + HEADS
+    for by_name in (True, False):
+        target = tiny_maskrcnn(tmp_path, seed=3)
+        fresh = snapshot(target.keras_model)
+        report = weights.load_weights(target.keras_model, path, by_name=by_name,
+                                      exclude=excluded)
+        assert sorted(report.skipped) == sorted(excluded)
+        assert report.loaded == [n for n in names if n not in excluded]
+        assert_snapshot_equal(expected, target.keras_model, report.loaded)
+        assert_snapshot_equal(fresh, target.keras_model, excluded)
+        assert not np.array_equal(fresh["mrcnn_mask"][0], expected["mrcnn_mask"][0])
+
+
+def test_native_nested_model_pairs_weights_by_dataset_path(tmp_path):
+    """Inside a nested model Keras 3 names groups by class (batch_normalization,
+    dense, dense_1), not in model order; pairing follows those paths."""
+    def build(seed):
+        inner_in = keras.Input((4,))
+        y = KL.Dense(4, name="first")(inner_in)
+        y = KL.BatchNormalization(name="norm")(y)
+        y = KL.Dense(4, name="second")(y)
+        inner = keras.Model(inner_in, y, name="inner")
+        image = keras.Input((4,))
+        model = keras.Model(image, KL.Dense(2, name="out")(inner(image)))
+        rng = np.random.default_rng(seed)
+        for var in model.weights:
+            var.assign(rng.uniform(0.5, 1.5, tuple(var.shape)).astype("float32"))
+        return model
+
+    source, target = build(1), build(2)
+    path = tmp_path / "nested.weights.h5"
+    source.save_weights(path)
+    assert [key for key, _ in weights._native_weights(source.get_layer("inner"))] == [
+        "layers/dense/vars/0", "layers/dense/vars/1", "layers/batch_normalization/vars/0",
+        "layers/batch_normalization/vars/1", "layers/batch_normalization/vars/2",
+        "layers/batch_normalization/vars/3", "layers/dense_1/vars/0", "layers/dense_1/vars/1"]
+    report = weights.load_weights(target, path, by_name=True)
+    assert report.loaded == ["inner", "out"]
+    for x, y in zip(source.weights, target.weights, strict=True):
+        np.testing.assert_array_equal(to_np(x), to_np(y))
+
+
+def test_native_file_with_other_class_count(tmp_path):
+    path = tmp_path / "four_classes.weights.h5"
+    source = tiny_maskrcnn(tmp_path, seed=1, num_classes=4)
+    source.keras_model.save_weights(path)
+    target = tiny_maskrcnn(tmp_path, seed=2, num_classes=3)
+    before = [to_np(w) for w in target.keras_model.weights]
+    with pytest.raises(weights.WeightsMismatchError) as info:
+        target.load_weights(path, by_name=True)
+    message = str(info.value)
+    assert info.value.layer_names == HEADS
+    assert "This usually means a different NUM_CLASSES" in message
+    assert "exclude={!r}".format(HEADS) in message
+    assert "layer/vars/0 has shape (32, 4) in the file, (32, 3) in the model" in message
+    for x, w in zip(before, target.keras_model.weights, strict=True):
+        np.testing.assert_array_equal(x, to_np(w))
+
+    report = target.load_weights(path, by_name=True, exclude=info.value.layer_names)
+    assert report.skipped == HEADS and report.mismatched == []
+    expected = snapshot(source.keras_model)
+    assert_snapshot_equal(expected, target.keras_model, report.loaded)
+    assert "rpn_model" in report.loaded and len(report.loaded) == len(expected) - 3
+
+
+def test_native_file_of_another_backbone_is_refused(tmp_path):
+    def resnet(architecture):
+        image = keras.Input((64, 64, 3))
+        return keras.Model(image, backbone.resnet_graph(image, architecture)[-2])
+
+    path = tmp_path / "resnet18.weights.h5"
+    resnet("resnet18").save_weights(path)
+    model = resnet("resnet34")
+    before = [to_np(w) for w in model.weights]
+    for by_name in (True, False):
+        with pytest.raises(weights.BackboneMismatchError,
+                           match="weights of a resnet18 backbone but the model's backbone "
+                                 "is resnet34"):
+            weights.load_weights(model, path, by_name=by_name)
+    for x, w in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(x, to_np(w))
+
+
+def test_keras_model_save_weights_h5_writes_the_legacy_layout(tmp_path):
+    source = tiny_maskrcnn(tmp_path, seed=1)
+    keras_model = source.keras_model
+    path = tmp_path / "mask_rcnn_shapes.h5"
+    keras_model.save_weights(str(path))  # the reference notebooks' line
+    with h5py.File(path, "r") as f:
+        assert [n.decode() for n in f.attrs["layer_names"]] == [
+            layer.name for layer in keras_model.layers]
+        assert "layers" not in f and "rpn_model" in f
+    with pytest.raises(FileExistsError):
+        keras_model.save_weights(path, overwrite=False)
+    expected = snapshot(keras_model)
+
+    target = tiny_maskrcnn(tmp_path, seed=2)
+    report = target.load_weights(str(path), by_name=True)
+    assert report.loaded == list(expected)
+    assert_snapshot_equal(expected, target.keras_model)
+
+    for kwargs in ({}, {"by_name": True}):
+        target = tiny_maskrcnn(tmp_path, seed=3)
+        report = target.keras_model.load_weights(path, **kwargs)  # not Keras 3's reader
+        assert isinstance(report, weights.LoadReport) and report.loaded == list(expected)
+        assert_snapshot_equal(expected, target.keras_model)
+
+    # .weights.h5 stays Keras's own, both ways.
+    native = tmp_path / "tiny.weights.h5"
+    keras_model.save_weights(native)
+    with h5py.File(native, "r") as f:
+        assert "layer_names" not in f.attrs and "layers" in f
+    target = tiny_maskrcnn(tmp_path, seed=4)
+    assert target.keras_model.load_weights(native) is None
+    assert_snapshot_equal(expected, target.keras_model)
