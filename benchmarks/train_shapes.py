@@ -80,4 +80,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from mrcnn.quiet import quiet_tensorflow
+    quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL set by the user wins
     main()

@@ -33,6 +33,24 @@ package)::
         --val-annotations val.json --val-images val/ --model coco
     python samples/coco.py evaluate --annotations val.json --images val/ --model last
 
+    # A smaller model for a laptop: ResNet-50 at 256 px, 30 minutes of training
+    python samples/coco.py train --annotations train.json --val-annotations val.json \\
+        --model none --backbone resnet50 --image-size 256 --images-per-gpu 4 --minutes 30
+
+Configuration flags (``mrcnn.cli``): ``--config FILE.json`` (a
+``Config.to_json`` file), ``--arch`` (Config.MODEL), ``--backbone``,
+``--image-size`` (IMAGE_MIN_DIM = IMAGE_MAX_DIM), ``--images-per-gpu``,
+``--learning-rate`` and ``--minutes`` (a wall-time budget for the whole
+schedule, shared by the stages in proportion to their epochs). When the
+weights are a checkpoint (``--model last`` or a path) with the
+``config.json`` that training writes beside it, the model is built from that
+configuration ("Using the configuration saved with the checkpoint: ..."),
+so a model trained with other settings evaluates and resumes without
+repeating them; evaluation keeps its own GPU_COUNT, IMAGES_PER_GPU = 1 and
+DETECTION_MIN_CONFIDENCE = 0. Precedence, lowest first: CocoConfig (train) or
+InferenceConfig (evaluate) < config.json beside the checkpoint < ``--config``
+< the flags < the dataset's class count.
+
 Training follows the original's schedule: the heads to epoch 40 at
 LEARNING_RATE, ResNet stage 4 and up to epoch 120, everything to epoch 160 at
 LEARNING_RATE / 10, with random horizontal flips. ``--epochs-heads``,
@@ -93,7 +111,7 @@ import zipfile
 
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import cli, utils
 from mrcnn.cocoformat import (STATS_NAMES, CocoFormatError,  # noqa: F401  (re-exported)
                               ann_to_mask, ann_to_rle, build_coco_results,
                               clean_coco_annotations, coco_from_dict, coco_stats,
@@ -461,6 +479,8 @@ def build_parser():
                              "it; evaluate uses it instead of --annotations when given)")
     parser.add_argument("--val-images", metavar="DIR",
                         help="Image folder of --val-annotations (default: the JSON's folder)")
+    cli.add_config_arguments(parser, minutes_help="train: wall-clock budget in minutes for "
+                                                  "the whole schedule (default: none)")
     return parser
 
 
@@ -533,23 +553,39 @@ def load_datasets(args):
 
 
 def train_schedule(model, dataset_train, dataset_val, config, epochs_heads=40,
-                   epochs_4plus=120, epochs_all=160, custom_callbacks=None, verbose=1):
+                   epochs_4plus=120, epochs_all=160, custom_callbacks=None, verbose=1,
+                   minutes=None, start=None):
     """The original's three stages with random horizontal flips: heads to
     ``epochs_heads`` at LEARNING_RATE, ResNet stage 4+ to ``epochs_4plus``,
     all layers to ``epochs_all`` at LEARNING_RATE / 10 (epochs are totals,
-    so a stage whose target is already reached does nothing)."""
+    so a stage whose target is already reached does nothing).
+
+    minutes: optional wall-time budget for the whole schedule, counted from
+        ``start`` (a time.time() value; default: now). Each stage may run
+        until its share of the budget, in proportion to the epochs left
+        (``mrcnn.cli.TrainingBudget``); a stage whose time is already over is
+        skipped, and the epoch in progress when time is up is cut short and
+        still checkpointed.
+    """
     import albumentations
     augmentation = albumentations.HorizontalFlip(p=0.5)
+    budget = cli.TrainingBudget(minutes, start)
+    first_epoch = model.epoch
     stages = [("Training network heads", config.LEARNING_RATE, epochs_heads, "heads"),
               ("Fine tune Resnet stage 4 and up", config.LEARNING_RATE, epochs_4plus, "4+"),
               ("Fine tune all layers", config.LEARNING_RATE / 10, epochs_all, "all")]
+    last_epoch = max(epochs for _, _, epochs, _ in stages)
     for title, learning_rate, epochs, layers in stages:
         if epochs <= model.epoch:
+            continue
+        share = (epochs - first_epoch) / float(max(1, last_epoch - first_epoch))
+        if budget.over(share):
             continue
         print(title)
         model.train(dataset_train, dataset_val, learning_rate=learning_rate, epochs=epochs,
                     layers=layers, augmentation=augmentation,
-                    custom_callbacks=custom_callbacks, verbose=verbose)
+                    custom_callbacks=list(custom_callbacks or []) + budget.callbacks(share),
+                    verbose=verbose)
 
 
 def main(argv=None, config=None):
@@ -558,8 +594,13 @@ def main(argv=None, config=None):
     argv: arguments without the program name (default: sys.argv[1:]).
     config: a Config instance to use instead of CocoConfig (train) or
         InferenceConfig (evaluate); NUM_CLASSES is set from the dataset.
+        The configuration sources and flags apply over it (see
+        ``mrcnn.cli``: base < config.json beside a ``last``/path checkpoint <
+        ``--config`` < flags < the dataset's class count).
     Returns a dict of what was printed as JSON at the end.
     """
+    import time
+    start = time.time()
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -576,30 +617,36 @@ def main(argv=None, config=None):
     except (FileNotFoundError, CocoFormatError, CocoDownloadError, ValueError) as e:
         raise SystemExit("coco.py: error: {}".format(e)) from e
 
-    # Configurations
+    # Configurations: the command's class (or ``config``), the config.json
+    # of a checkpoint, --config and the flags (mrcnn.cli), then the dataset.
     if config is None:
         config = CocoConfig() if args.command == "train" else InferenceConfig()
-    config.NUM_CLASSES = dataset_val.num_classes
-    if args.steps_per_epoch:
-        config.STEPS_PER_EPOCH = args.steps_per_epoch
-    if args.validation_steps:
-        config.VALIDATION_STEPS = args.validation_steps
-    config.display()
+    keep = cli.MACHINE_KEYS if args.command == "train" else \
+        cli.command_keys(InferenceConfig, CocoConfig)
+    extra = [("the dataset's classes", {"NUM_CLASSES": dataset_val.num_classes}),
+             ("--steps-per-epoch", {"STEPS_PER_EPOCH": args.steps_per_epoch or None}),
+             ("--validation-steps", {"VALIDATION_STEPS": args.validation_steps or None})]
+    base = config
+    config, sources = cli.config_from_args(parser, args, base, extra=extra)
 
     # The model is built only once the data and weights are known to be good.
     from mrcnn import model as modellib
     from mrcnn.utils import WeightsDownloadError
     from mrcnn.pretrained import load_starting_weights, resolve_weights
     try:
-        config.validate()
         # COCO weights leave the class-specific heads out unless NUM_CLASSES is 81.
         model_path, exclude = resolve_weights(args.model, config, args.logs,
                                               coco_path=COCO_MODEL_PATH)
     except (WeightsDownloadError, FileNotFoundError, ValueError) as e:
         raise SystemExit("coco.py: error: {}".format(e)) from e
+    # A checkpoint of ours: build the model it was trained as.
+    config, sources = cli.config_from_args(parser, args, base, args.model, model_path,
+                                           keep=keep, extra=extra)
+    print("Configuration: ", cli.describe_sources(sources))
+    config.display()
 
     mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
+    model = modellib.create_model(mode, config, args.logs)
     try:
         load_starting_weights(model, model_path, exclude)
     except (FileNotFoundError, ValueError) as e:
@@ -607,7 +654,7 @@ def main(argv=None, config=None):
 
     if args.command == "train":
         train_schedule(model, dataset_train, dataset_val, config, args.epochs_heads,
-                       args.epochs_4plus, args.epochs_all)
+                       args.epochs_4plus, args.epochs_all, minutes=args.minutes, start=start)
         summary = {"epochs": model.epoch, "log_dir": model.log_dir,
                    "weights": model_path or "none"}
     else:
@@ -628,4 +675,6 @@ def main(argv=None, config=None):
 
 
 if __name__ == "__main__":
+    from mrcnn.quiet import quiet_tensorflow
+    quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL set by the user wins
     main()

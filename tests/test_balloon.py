@@ -1,7 +1,8 @@
 """Tests for samples/balloon/balloon.py: BalloonDataset on VIA files (image
 sizes, class ids, clipped and dropped regions, missing files), training with
 a stand-in model, colour splash on images and videos and the command line's
-argument errors. The VIA format itself is tested in test_via.py."""
+argument errors, configuration flags and use of the checkpoint's
+configuration. The VIA format itself is tested in test_via.py."""
 import importlib.util
 import json
 import os
@@ -393,15 +394,25 @@ def test_cli_weights_errors(tmp_path, capsys):
 
 
 def test_resolve_weights_and_recorded_class_count(tmp_path):
+    from mrcnn import cli
     config = balloon.BalloonConfig()
     assert resolve_weights("none", config, str(tmp_path)) == (None, None)
     weights = tmp_path / "run" / "w.h5"
     weights.parent.mkdir()
     weights.write_bytes(b"")
     assert resolve_weights(str(weights), config, str(tmp_path)) == (str(weights), None)
-    assert balloon._recorded_num_classes(str(weights)) is None
-    (weights.parent / "config.json").write_text(json.dumps({"NUM_CLASSES": 4}))
-    assert balloon._recorded_num_classes(str(weights)) == 4
+    assert cli.checkpoint_config_path(str(weights), str(weights)) is None
+    (weights.parent / "config.json").write_text(json.dumps(
+        {"NUM_CLASSES": 4, "IMAGES_PER_GPU": 2, "GPU_COUNT": 2}))
+    recorded = cli.checkpoint_config_path(str(weights), str(weights))
+    assert recorded == str(weights.parent / "config.json")
+    # splash: the class count comes from the checkpoint; one image per batch
+    # and the machine's GPU count stay the command's.
+    keep = cli.command_keys(balloon.BalloonInferenceConfig, balloon.BalloonConfig)
+    splash_config, _ = cli.build_config(balloon.BalloonInferenceConfig(),
+                                        checkpoint_config=recorded, keep=keep)
+    assert (splash_config.NUM_CLASSES, splash_config.IMAGES_PER_GPU,
+            splash_config.GPU_COUNT) == (4, 1, 1)
     # "coco" with the file in place: no download, class-specific layers left out.
     path, exclude = resolve_weights("COCO", config, str(tmp_path),
                                             coco_path=str(weights))
@@ -414,3 +425,86 @@ def test_runs_as_a_script():
                             text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 2
     assert "--image PATH or --video PATH" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Command line: configuration flags and the checkpoint's configuration
+# ---------------------------------------------------------------------------
+
+class BuiltModel(FakeModel):
+    """Stands in for modellib.create_model's result in the command line."""
+    built = []
+
+    def __init__(self, mode, config, model_dir):
+        super().__init__()
+        self.mode, self.config, self.epoch = mode, config, 0
+        self.loaded, self.calls = [], []
+        BuiltModel.built.append(self)
+
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        self.loaded.append(filepath)
+
+    def train(self, train_dataset, val_dataset, **kwargs):
+        self.calls.append(kwargs)
+
+
+@pytest.fixture
+def built(monkeypatch):
+    import mrcnn.model  # noqa: F401  (registers "mask_rcnn")
+    from mrcnn import modelbase
+    BuiltModel.built = []
+    monkeypatch.setitem(modelbase.MODEL_REGISTRY, "mask_rcnn", BuiltModel)
+    return BuiltModel.built
+
+
+def test_cli_train_flags_and_time_budget(tmp_path, built):
+    from mrcnn.training import TimeBudget
+    root = tmp_path / "data"
+    make_subset(root, "train", [("a.png", [region(CIRCLE)])])
+    make_subset(root, "val", [("b.png", [region(CIRCLE)])])
+    argv = ["train", "--dataset", str(root), "--weights", "none", "--logs", str(tmp_path)]
+    balloon.main(argv + ["--backbone", "resnet34", "--image-size", "128",
+                         "--images-per-gpu", "1", "--learning-rate", "0.01", "--minutes", "2"])
+    model, = built
+    config = model.config
+    assert (config.BACKBONE, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM) == ("resnet34", 128, 128)
+    assert (config.IMAGES_PER_GPU, config.LEARNING_RATE, config.NUM_CLASSES) == (1, 0.01, 2)
+    (kwargs,) = model.calls
+    assert kwargs["learning_rate"] == 0.01
+    (budget,) = kwargs["custom_callbacks"]
+    assert isinstance(budget, TimeBudget) and budget.seconds == 120
+    # No flag: BalloonConfig as before, no budget.
+    built.clear()
+    balloon.main(argv)
+    assert built[0].config.to_dict() == balloon.BalloonConfig().to_dict()
+    assert built[0].calls[0]["custom_callbacks"] == []
+
+
+def test_cli_splash_uses_the_checkpoint_configuration(tmp_path, built, capsys):
+    image = str(tmp_path / "photo.png")
+    write_image(image)
+    run = tmp_path / "logs" / "balloon20240101T0000"
+    run.mkdir(parents=True)
+    weights = run / "mask_rcnn_balloon_0003.h5"
+    weights.write_bytes(b"")
+    recorded = balloon.BalloonConfig()
+    recorded.NUM_CLASSES, recorded.BACKBONE, recorded.IMAGE_MAX_DIM = 4, "resnet18", 256
+    recorded.IMAGES_PER_GPU = 4
+    recorded.to_json(str(run / "config.json"))
+    # --weights last (the default) finds it.
+    balloon.main(["splash", "--image", image, "--logs", str(tmp_path / "logs")])
+    model, = built
+    assert model.loaded == [str(weights)] and model.mode == "inference"
+    config = model.config
+    assert (config.NUM_CLASSES, config.BACKBONE, config.IMAGE_MAX_DIM) == (4, "resnet18", 256)
+    assert (config.IMAGES_PER_GPU, config.GPU_COUNT) == (1, 1)     # the command's
+    out = capsys.readouterr().out
+    assert "Using the configuration saved with the checkpoint: {}".format(
+        run / "config.json") in out
+    assert "Saved to" in out
+
+    # An unreadable config.json: a clear error naming it; nothing is changed.
+    (run / "config.json").write_text('{"NUM_CLASSES": ')
+    err = cli_error(capsys, ["splash", "--image", image, "--weights", str(weights)])
+    assert str(run / "config.json") in err and "not valid JSON" in err
+    assert (run / "config.json").read_text() == '{"NUM_CLASSES": '

@@ -306,7 +306,7 @@ class RecordingModel:
     def __init__(self, mode, config, model_dir):
         self.mode, self.config, self.model_dir = mode, config, model_dir
         self.epoch, self.log_dir = 0, os.path.join(model_dir, "run")
-        self.loaded, self.trained = [], []
+        self.loaded, self.trained, self.callbacks = [], [], []
         RecordingModel.instances.append(self)
 
     def load_weights(self, filepath, by_name=False, exclude=None):
@@ -316,14 +316,17 @@ class RecordingModel:
               augmentation=None, custom_callbacks=None, verbose=1):
         self.trained.append((learning_rate, epochs, layers, augmentation,
                              train_dataset.num_images, val_dataset.num_images))
+        self.callbacks.append(custom_callbacks)
         self.epoch = epochs
 
 
 @pytest.fixture
 def recording(monkeypatch):
-    from mrcnn import model as modellib
+    import mrcnn.model  # noqa: F401  (registers "mask_rcnn")
+    from mrcnn import modelbase
     RecordingModel.instances = []
-    monkeypatch.setattr(modellib, "MaskRCNN", RecordingModel)
+    # The command line builds modellib.create_model(mode, config, model_dir).
+    monkeypatch.setitem(modelbase.MODEL_REGISTRY, "mask_rcnn", RecordingModel)
     return RecordingModel.instances
 
 
@@ -374,6 +377,144 @@ def test_cli_train_schedule_and_weights(custom_files, tmp_path, monkeypatch, rec
     monkeypatch.setattr(pretrained, "get_imagenet_weights", lambda backbone: backbone + ".h5")
     coco.main(custom_train_argv(custom_files, tmp_path, "--model", "imagenet"))
     assert recording[0].loaded == [("resnet101.h5", True, None)]
+
+
+def test_cli_configuration_flags(custom_files, tmp_path, recording, capsys):
+    from mrcnn.training import TimeBudget
+    coco.main(custom_train_argv(custom_files, tmp_path, "--model", "none",
+                                "--backbone", "resnet50", "--image-size", "256",
+                                "--images-per-gpu", "4", "--learning-rate", "0.005",
+                                "--minutes", "2", "--arch", "mask_rcnn"))
+    model, = recording
+    config = model.config
+    assert (config.BACKBONE, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM) == ("resnet50", 256, 256)
+    assert (config.IMAGES_PER_GPU, config.LEARNING_RATE, config.MODEL) == (4, 0.005, "mask_rcnn")
+    assert config.NUM_CLASSES == 3
+    assert [t[:3] for t in model.trained] == [(0.005, 40, "heads"), (0.005, 120, "4+"),
+                                              (0.0005, 160, "all")]
+    # --minutes: one budget for the schedule, shared by the stages in
+    # proportion to their epochs (40, 120, 160 of 160).
+    budgets = [callbacks[-1] for callbacks in model.callbacks]
+    assert all(isinstance(b, TimeBudget) for b in budgets)
+    assert [b.seconds for b in budgets] == [30.0, 90.0, 120.0]
+    assert len({b.given_start for b in budgets}) == 1
+    assert "--backbone resnet50 < --image-size 256" in capsys.readouterr().out
+
+    # No flag: exactly CocoConfig (with the dataset's class count), no budget.
+    recording.clear()
+    coco.main(custom_train_argv(custom_files, tmp_path, "--model", "none"))
+    expected = coco.CocoConfig()
+    expected.NUM_CLASSES = 3
+    assert recording[0].config.to_dict() == expected.to_dict()
+    assert recording[0].callbacks == [[], [], []]
+
+
+def test_cli_resume_uses_the_recorded_configuration(custom_files, tmp_path, monkeypatch,
+                                                     recording, capsys):
+    """train --model last continues with the configuration it was trained
+    with; GPU_COUNT stays the machine's, flags and the dataset win."""
+    recorded = coco.CocoConfig()
+    recorded.BACKBONE, recorded.IMAGE_MIN_DIM, recorded.IMAGE_MAX_DIM = "resnet18", 128, 128
+    recorded.TOP_DOWN_PYRAMID_SIZE, recorded.STEPS_PER_EPOCH = 64, 7
+    recorded.NUM_CLASSES, recorded.GPU_COUNT = 5, 4
+    checkpoint = tmp_path / "logs" / "coco20240101T0000" / "mask_rcnn_coco_0003.h5"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    config_json = checkpoint.parent / "config.json"
+    recorded.to_json(str(config_json))
+    coco.main(custom_train_argv(custom_files, tmp_path, "--model", "last",
+                                "--images-per-gpu", "3"))
+    model, = recording
+    config = model.config
+    assert model.loaded == [(str(checkpoint), True, None)]
+    assert (config.BACKBONE, config.IMAGE_MAX_DIM, config.TOP_DOWN_PYRAMID_SIZE,
+            config.STEPS_PER_EPOCH) == ("resnet18", 128, 64, 7)
+    assert (config.GPU_COUNT, config.IMAGES_PER_GPU, config.NUM_CLASSES) == (1, 3, 3)
+    out = capsys.readouterr().out
+    assert "Using the configuration saved with the checkpoint: {}".format(config_json) in out
+
+    # --model coco is not a checkpoint of ours: a config.json beside it is ignored.
+    recording.clear()
+    coco_weights = checkpoint.parent / "mask_rcnn_coco.h5"
+    coco_weights.write_bytes(b"")
+    monkeypatch.setattr(coco, "COCO_MODEL_PATH", str(coco_weights))
+    coco.main(custom_train_argv(custom_files, tmp_path, "--model", "coco"))
+    assert recording[0].config.BACKBONE == "resnet101"
+
+
+def test_cli_configuration_errors(custom_files, tmp_path, capsys):
+    def error(*extra):
+        with pytest.raises(SystemExit) as e:
+            coco.main(custom_train_argv(custom_files, tmp_path, "--model", "none", *extra))
+        assert e.value.code == 2
+        return capsys.readouterr().err
+
+    err = error("--arch", "unknown")
+    assert "argument --arch unknown: MODEL='unknown' is unknown; available: mask_rcnn" in err
+    assert "Traceback" not in err
+    assert "IMAGE_MAX_DIM=100 must be a positive multiple of 64" in error("--image-size", "100")
+    assert "invalid choice: 'resnet152'" in error("--backbone", "resnet152")
+    assert "--minutes: must be a positive number" in error("--minutes", "0")
+    assert "--learning-rate: invalid number value: 'fast'" in error("--learning-rate", "fast")
+    assert "--config file not found" in error("--config", str(tmp_path / "none.json"))
+
+
+def small_config():
+    """A non-default COCO configuration: ResNet-18, 64 px, narrow heads."""
+    config = coco.CocoConfig()
+    config.BACKBONE = "resnet18"
+    config.IMAGE_MIN_DIM = config.IMAGE_MAX_DIM = 64
+    config.NUM_CLASSES = 3
+    config.RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    config.TOP_DOWN_PYRAMID_SIZE = 32
+    config.RPN_CONV_CHANNELS = 32
+    config.FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    config.MASK_HEAD_CHANNELS = 16
+    config.POST_NMS_ROIS_INFERENCE = 64
+    config.DETECTION_MAX_INSTANCES = 10
+    return config
+
+
+def test_cli_evaluate_uses_the_checkpoint_configuration(tmp_path, monkeypatch, capsys):
+    """evaluate --model PATH on a checkpoint trained with another
+    configuration builds the model from the config.json beside it (the
+    default InferenceConfig is ResNet-101 at 1024 px and cannot load it)."""
+    from mrcnn import model as modellib
+    config = small_config()
+    run = tmp_path / "logs" / "coco20240101T0000"
+    run.mkdir(parents=True)
+    checkpoint = str(run / "mask_rcnn_coco_0001.h5")
+    modellib.MaskRCNN("inference", config, str(tmp_path / "logs")).save_weights(checkpoint)
+    config.to_json(str(run / "config.json"))
+
+    built = []
+    create_model = modellib.create_model
+
+    def spy(mode, config, model_dir):
+        built.append(config)
+        return create_model(mode, config, model_dir)
+
+    monkeypatch.setattr(modellib, "create_model", spy)
+    argv = ["evaluate", "--annotations", write_eval_set(tmp_path), "--model", checkpoint,
+            "--logs", str(tmp_path / "logs"), "--limit", "0"]
+    summary = coco.main(argv)
+    assert summary["images"] == 2 and summary["weights"] == checkpoint
+    out = capsys.readouterr().out
+    assert "Using the configuration saved with the checkpoint: {}".format(
+        run / "config.json") in out
+    used, = built
+    assert (used.BACKBONE, used.IMAGE_MAX_DIM, used.TOP_DOWN_PYRAMID_SIZE,
+            used.MASK_HEAD_CHANNELS) == ("resnet18", 64, 32, 16)
+    # What evaluation needs stays InferenceConfig's.
+    assert (used.GPU_COUNT, used.IMAGES_PER_GPU, used.DETECTION_MIN_CONFIDENCE) == (1, 1, 0)
+
+    # Without the saved configuration the same checkpoint does not fit
+    # (flags for the backbone and size alone leave the default head sizes).
+    os.rename(str(run / "config.json"), str(tmp_path / "saved.json"))
+    with pytest.raises(SystemExit) as e:
+        coco.main(argv + ["--backbone", "resnet18", "--image-size", "64"])
+    assert "do not fit" in str(e.value)
+    assert "Using the configuration saved" not in capsys.readouterr().out
 
 
 def test_cli_evaluate_end_to_end(tmp_path):

@@ -2,7 +2,8 @@
 and the train/val split, mask loading, Kaggle run-length encoding (against
 hand-worked strings), overlap handling in mask_to_rle, the training
 schedule, detect() with a stand-in model, the command line's argument
-errors, and a few images of the real data in ../shared/data/nucleus."""
+errors, configuration flags and use of the checkpoint's configuration, and a
+few images of the real data in ../shared/data/nucleus."""
 import csv
 import importlib.util
 import os
@@ -387,11 +388,11 @@ def test_cli_argument_errors(dsb, capsys, tmp_path):
     assert "stage1_train not found" in err
     err = cli_error(capsys, ["detect", "--dataset", root, "--subset", "stage2_test"])
     assert "stage2_test not found" in err
-    assert "--minutes must be positive" in cli_error(
+    assert "argument --minutes: must be a positive number" in cli_error(
         capsys, ["train", "--dataset", root, "--weights", "none", "--minutes", "0"])
     assert "--epochs must be at least 1" in cli_error(
         capsys, ["train", "--dataset", root, "--weights", "none", "--epochs", "0"])
-    assert "invalid float" in cli_error(
+    assert "argument --minutes: invalid number value: 'soon'" in cli_error(
         capsys, ["train", "--dataset", root, "--weights", "none", "--minutes", "soon"])
     err = cli_error(capsys, ["detect", "--dataset", root, "--subset", "val", "--weights",
                              str(tmp_path / "missing.h5")])
@@ -431,7 +432,8 @@ def test_random_start_skips_the_heads_stage(dsb, monkeypatch):
     # The command line does that for --weights none.
     seen = {}
     monkeypatch.setattr(nucleus, "train", lambda model, *a, **kw: seen.update(kw))
-    import mrcnn.model as modellib
+    import mrcnn.model  # noqa: F401  (registers "mask_rcnn")
+    from mrcnn import modelbase
 
     class Built:
         epoch, log_dir = 0, "logs"
@@ -439,6 +441,75 @@ def test_random_start_skips_the_heads_stage(dsb, monkeypatch):
         def __init__(self, mode, config, model_dir):
             self.config = config
 
-    monkeypatch.setattr(modellib, "MaskRCNN", Built)
+    monkeypatch.setitem(modelbase.MODEL_REGISTRY, "mask_rcnn", Built)
     nucleus.main(["train", "--dataset", root, "--weights", "none", "--epochs", "4"])
     assert seen["heads_epochs"] == 0 and seen["epochs"] == 4
+
+
+# ---------------------------------------------------------------------------
+# Command line: configuration flags and the checkpoint's configuration
+# ---------------------------------------------------------------------------
+
+class BuiltModel:
+    """Stands in for modellib.create_model's result in the command line."""
+    built = []
+
+    def __init__(self, mode, config, model_dir):
+        self.mode, self.config, self.epoch, self.log_dir = mode, config, 0, "logs"
+        self.loaded = []
+        BuiltModel.built.append(self)
+
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        self.loaded.append(filepath)
+
+
+@pytest.fixture
+def built(monkeypatch):
+    import mrcnn.model  # noqa: F401  (registers "mask_rcnn")
+    from mrcnn import modelbase
+    BuiltModel.built = []
+    monkeypatch.setitem(modelbase.MODEL_REGISTRY, "mask_rcnn", BuiltModel)
+    return BuiltModel.built
+
+
+def test_cli_train_flags(dsb, monkeypatch, built):
+    root, _ = dsb
+    seen = {}
+    monkeypatch.setattr(nucleus, "train", lambda model, *a, **kw: seen.update(kw))
+    nucleus.main(["train", "--dataset", root, "--weights", "none", "--backbone", "resnet18",
+                  "--image-size", "256", "--images-per-gpu", "2", "--learning-rate", "0.02",
+                  "--minutes", "30"])
+    config = built[0].config
+    assert (config.BACKBONE, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM) == ("resnet18", 256, 256)
+    assert (config.IMAGE_RESIZE_MODE, config.IMAGES_PER_GPU, config.LEARNING_RATE) == \
+        ("crop", 2, 0.02)
+    assert seen["minutes"] == 30 and seen["start"] is not None
+    built.clear()
+    nucleus.main(["train", "--dataset", root, "--weights", "none"])
+    assert built[0].config.to_dict() == nucleus.NucleusConfig().to_dict()
+    assert seen["minutes"] is None
+
+
+def test_cli_detect_uses_the_checkpoint_configuration(dsb, monkeypatch, built, capsys):
+    root, _ = dsb
+    run = os.path.join(root, "logs", "nucleus20240101T0000")
+    os.makedirs(run)
+    weights = os.path.join(run, "mask_rcnn_nucleus_0004.h5")
+    open(weights, "wb").close()
+    recorded = nucleus.NucleusConfig()
+    recorded.BACKBONE, recorded.IMAGE_MIN_DIM, recorded.IMAGE_MAX_DIM = "resnet18", 256, 256
+    recorded.TOP_DOWN_PYRAMID_SIZE = 64
+    recorded.to_json(os.path.join(run, "config.json"))
+    detected = []
+    monkeypatch.setattr(nucleus, "detect", lambda model, *a, **kw: detected.append(model))
+    nucleus.main(["detect", "--dataset", root, "--subset", "stage1_test",
+                  "--logs", os.path.join(root, "logs")])
+    model, = built
+    assert detected == [model] and model.loaded == [weights]
+    config = model.config
+    assert (config.BACKBONE, config.IMAGE_MIN_DIM, config.TOP_DOWN_PYRAMID_SIZE) == \
+        ("resnet18", 256, 64)
+    # Detection keeps what NucleusInferenceConfig sets: whole images, not crops.
+    assert (config.IMAGE_RESIZE_MODE, config.RPN_NMS_THRESHOLD, config.IMAGES_PER_GPU) == \
+        ("pad64", 0.7, 1)
+    assert "Using the configuration saved with the checkpoint" in capsys.readouterr().out

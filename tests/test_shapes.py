@@ -1,11 +1,14 @@
 """Tests for samples/shapes/shapes.py: ShapesConfig values, seeded and
-reproducible ShapesDataset specs, image/mask consistency, the occlusion rule
-and dropping fully hidden shapes."""
+reproducible ShapesDataset specs, image/mask consistency, the occlusion rule,
+dropping fully hidden shapes, the training budget and the command line's
+configuration flags and checkpoint configuration."""
 import importlib.util
+import json
 import os
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -182,7 +185,8 @@ def test_runs_as_a_script():
 
 
 def test_train_budget_decays_the_learning_rate_and_passes_callbacks(monkeypatch, tmp_path):
-    import mrcnn.model as modellib
+    import mrcnn.model  # noqa: F401  (registers "mask_rcnn")
+    from mrcnn import modelbase
     from mrcnn.training import TimeBudget
     calls = []
 
@@ -194,7 +198,7 @@ def test_train_budget_decays_the_learning_rate_and_passes_callbacks(monkeypatch,
             calls.append(kwargs)
             return "history"
 
-    monkeypatch.setattr(modellib, "MaskRCNN", Recorder)
+    monkeypatch.setitem(modelbase.MODEL_REGISTRY, "mask_rcnn", Recorder)
     extra = object()
     model, history, _ = shapes.train(str(tmp_path), minutes=2, train_images=2, val_images=1,
                                      callbacks=[extra])
@@ -206,3 +210,104 @@ def test_train_budget_decays_the_learning_rate_and_passes_callbacks(monkeypatch,
     calls.clear()
     shapes.train(str(tmp_path), minutes=0, train_images=2, val_images=1)
     assert calls[0]["custom_callbacks"] == []          # no budget: no TimeBudget
+
+
+# ---------------------------------------------------------------------------
+# Command line: configuration flags and the checkpoint's configuration
+# ---------------------------------------------------------------------------
+
+class StopBeforeTraining(Exception):
+    pass
+
+
+@pytest.fixture
+def train_call(monkeypatch):
+    """shapes.train replaced by a recorder that stops the command."""
+    seen = {}
+
+    def fake_train(model_dir, **kwargs):
+        seen.update(kwargs, model_dir=model_dir)
+        raise StopBeforeTraining
+
+    monkeypatch.setattr(shapes, "train", fake_train)
+    return seen
+
+
+def test_cli_flags_reach_the_training_config(tmp_path, train_call):
+    with pytest.raises(StopBeforeTraining):
+        shapes.main(["train", "--logs", str(tmp_path), "--backbone", "resnet50",
+                     "--image-size", "256", "--images-per-gpu", "4",
+                     "--learning-rate", "0.005", "--minutes", "30"])
+    config = train_call["config"]
+    assert (config.BACKBONE, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM) == ("resnet50", 256, 256)
+    assert (config.IMAGES_PER_GPU, config.LEARNING_RATE) == (4, 0.005)
+    assert train_call["minutes"] == 30 and train_call["start"] <= time.time()
+    assert train_call["weights"] is None
+    # No flag: ShapesConfig exactly, 15 minutes.
+    with pytest.raises(StopBeforeTraining):
+        shapes.main(["train", "--logs", str(tmp_path)])
+    assert train_call["config"].to_dict() == shapes.ShapesConfig().to_dict()
+    assert train_call["minutes"] == 15.0
+
+
+def small_shapes_config():
+    """Not ShapesConfig's network: 64 px, a narrower pyramid and heads."""
+    config = shapes.InferenceConfig()
+    config.IMAGE_MIN_DIM = config.IMAGE_MAX_DIM = 64
+    config.TOP_DOWN_PYRAMID_SIZE = 32
+    config.RPN_CONV_CHANNELS = 32
+    config.FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    config.MASK_HEAD_CHANNELS = 16
+    return config
+
+
+def test_cli_resume_and_evaluate_use_the_checkpoint_configuration(tmp_path, monkeypatch,
+                                                                   capsys, train_call):
+    from mrcnn import model as modellib
+    logs = tmp_path / "logs"
+    run = logs / "shapes20240101T0000"
+    run.mkdir(parents=True)
+    config = small_shapes_config()
+    checkpoint = str(run / "mask_rcnn_shapes_0002.h5")
+    modellib.MaskRCNN("inference", config, str(logs)).save_weights(checkpoint)
+    recorded = shapes.ShapesConfig()
+    for key in ("IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_CHANNELS",
+                "FPN_CLASSIF_FC_LAYERS_SIZE", "MASK_HEAD_CHANNELS"):
+        setattr(recorded, key, getattr(config, key))
+    recorded.to_json(str(run / "config.json"))
+
+    # train --weights last resumes with the recorded network; flags still win.
+    with pytest.raises(StopBeforeTraining):
+        shapes.main(["train", "--logs", str(logs), "--weights", "last",
+                     "--learning-rate", "0.001"])
+    resumed = train_call["config"]
+    assert train_call["weights"] == checkpoint
+    assert (resumed.IMAGE_MAX_DIM, resumed.TOP_DOWN_PYRAMID_SIZE, resumed.IMAGES_PER_GPU,
+            resumed.LEARNING_RATE) == (64, 32, 8, 0.001)
+    assert "Using the configuration saved with the checkpoint" in capsys.readouterr().out
+
+    # evaluate (default --weights last): the recorded network, one image per batch.
+    built = []
+    create_model = modellib.create_model
+    monkeypatch.setattr(modellib, "create_model",
+                        lambda mode, config, model_dir: built.append(config) or
+                        create_model(mode, config, model_dir))
+    shapes.main(["evaluate", "--logs", str(logs), "--val-images", "2"])
+    out = capsys.readouterr().out
+    assert "Using the configuration saved with the checkpoint: {}".format(
+        run / "config.json") in out
+    result = json.loads(out[out.index("{"):])
+    assert result["images"] == 2 and result["checkpoint"] == checkpoint
+    used, = built
+    assert (used.IMAGE_MAX_DIM, used.MASK_HEAD_CHANNELS, used.IMAGES_PER_GPU) == (64, 16, 1)
+
+
+def test_cli_weights_errors(tmp_path, capsys):
+    for argv, message in [(["evaluate", "--logs", str(tmp_path / "none")],
+                           "Could not find model directory"),
+                          (["evaluate", "--weights", str(tmp_path / "w.h5")], "not found"),
+                          (["train", "--weights", "coco"], "checkpoint path or 'last'"),
+                          (["detect", "--weights", "last"], "detect needs --image")]:
+        with pytest.raises(SystemExit) as e:
+            shapes.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv

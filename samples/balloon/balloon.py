@@ -25,6 +25,22 @@ Usage: import the module (tests load it with importlib), or run it::
     python samples/balloon/balloon.py splash --weights=last --image=/path/to/image.jpg
     python samples/balloon/balloon.py splash --weights=last --video=/path/to/video.mp4
 
+    # From scratch on a laptop: ResNet-18 at 256 px for 30 minutes
+    python samples/balloon/balloon.py train --dataset=/path/to/balloon --weights=none \\
+        --backbone resnet18 --image-size 256 --images-per-gpu 4 --minutes 30
+
+Configuration flags (``mrcnn.cli``): ``--config FILE.json`` (a
+``Config.to_json`` file), ``--arch`` (Config.MODEL), ``--backbone``,
+``--image-size`` (IMAGE_MIN_DIM = IMAGE_MAX_DIM), ``--images-per-gpu``,
+``--learning-rate`` and ``--minutes`` (train: wall-time budget). When the
+weights are a checkpoint (``last`` or a path) with the ``config.json`` that
+training writes beside it, the model is built from that configuration
+(class count, backbone, image size, ...), so ``splash`` and a resumed
+``train`` need no flags; splash keeps its own GPU_COUNT and
+IMAGES_PER_GPU = 1. Precedence, lowest first: BalloonConfig (train) or
+BalloonInferenceConfig (splash) < config.json beside the checkpoint <
+``--config`` < the flags < (train) the dataset's class count.
+
 Annotation files
 ----------------
 VIA 1.x and 2.x files (``via_region_data.json``, VIA 2.x exports and saved
@@ -48,16 +64,17 @@ settings as arguments instead of reading module globals and checks
 ``NUM_CLASSES`` against the dataset; ``color_splash`` rounds the gray value
 (the original truncated, up to one level darker); splash output goes next to
 the input (or to ``output``) instead of the working directory; the CLI
-reports bad arguments with a usage message instead of an assertion.
+reports bad arguments with a usage message instead of an assertion; splash
+uses the class count (and everything else) of the configuration saved with the
+checkpoint.
 """
 
 import datetime
-import json
 import os
 
 import numpy as np
 
-from mrcnn import utils, via
+from mrcnn import cli, utils, via
 from mrcnn.config import Config
 
 # The checkout's root: samples/balloon/balloon.py -> ../..
@@ -228,16 +245,21 @@ def load_datasets(dataset_dir, class_attribute="auto", class_names=None):
 
 
 def train(model, dataset_dir, epochs=30, learning_rate=None, augmentation=None,
-          layers="heads", custom_callbacks=None, class_attribute="auto"):
+          layers="heads", custom_callbacks=None, class_attribute="auto", minutes=None,
+          start=None):
     """Train the model on ``dataset_dir``/train, validating on .../val.
 
     The original's schedule: starting from COCO weights, a small dataset
     needs only the network heads for 30 epochs. ``epochs`` is the last epoch
     (training resumes from the model's epoch); ``learning_rate`` defaults to
     config.LEARNING_RATE; ``augmentation`` is an albumentations transform or
-    None (see default_augmentation()). Raises ValueError when the model's
+    None (see default_augmentation()). ``minutes``: optional wall-time
+    budget counted from ``start`` (a time.time() value; default: now); the
+    epoch in progress when time is up is cut short and still checkpointed
+    (``mrcnn.cli.TrainingBudget``). Raises ValueError when the model's
     NUM_CLASSES does not match the dataset's classes. Returns the History.
     """
+    budget = cli.TrainingBudget(minutes, start)
     dataset_train, dataset_val = load_datasets(dataset_dir, class_attribute=class_attribute)
     config = model.config
     if config.NUM_CLASSES != dataset_train.num_classes:
@@ -250,7 +272,7 @@ def train(model, dataset_dir, epochs=30, learning_rate=None, augmentation=None,
     return model.train(dataset_train, dataset_val,
                        learning_rate=learning_rate or config.LEARNING_RATE,
                        epochs=epochs, layers=layers, augmentation=augmentation,
-                       custom_callbacks=custom_callbacks)
+                       custom_callbacks=list(custom_callbacks or []) + budget.callbacks())
 
 
 ############################################################
@@ -385,19 +407,11 @@ def _splash_video(model, video_path, output, verbose):
 #  Command line
 ############################################################
 
-def _recorded_num_classes(weights_path):
-    """NUM_CLASSES from the config.json that training writes next to its
-    checkpoints, or None."""
-    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f).get("NUM_CLASSES")
-    return None
-
-
 def main(argv=None):
     import argparse
+    import time
 
+    start = time.time()
     parser = argparse.ArgumentParser(
         description="Train Mask R-CNN to detect balloons (or the classes of a VIA project) "
                     "and apply the colour splash effect.")
@@ -414,6 +428,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30, help="train: last epoch (default 30)")
     parser.add_argument("--augment", action="store_true",
                         help="train: flips and brightness/contrast augmentation")
+    cli.add_config_arguments(parser)
     args = parser.parse_args(argv)
 
     # Check the arguments before building anything.
@@ -428,41 +443,55 @@ def main(argv=None):
             dataset_train, _ = load_datasets(args.dataset)
         except (OSError, ValueError) as e:
             parser.error(str(e))
-        config = BalloonConfig()
-        config.NUM_CLASSES = dataset_train.num_classes
+        base, keep = BalloonConfig(), cli.MACHINE_KEYS
+        # The dataset's classes win over every configuration source.
+        extra = [("the dataset's classes", {"NUM_CLASSES": dataset_train.num_classes})]
     else:
         if bool(args.image) == bool(args.video):
             parser.error("splash needs --image PATH or --video PATH (one of them)")
         if not os.path.isfile(args.image or args.video):
             parser.error("{} not found".format(args.image or args.video))
-        config = BalloonInferenceConfig()
+        base = BalloonInferenceConfig()
+        keep = cli.command_keys(BalloonInferenceConfig, BalloonConfig)
+        extra = []
+    config, sources = cli.config_from_args(parser, args, base, extra=extra)
     from mrcnn.utils import WeightsDownloadError
     from mrcnn.pretrained import load_starting_weights, resolve_weights
+    weights = args.weights or "last"
     try:
-        weights_path, exclude = resolve_weights(args.weights or "last", config, args.logs,
+        weights_path, exclude = resolve_weights(weights, config, args.logs,
                                                 coco_path=COCO_WEIGHTS_PATH)
     except (FileNotFoundError, WeightsDownloadError, ValueError) as e:
         parser.error(str(e))
-    if args.command == "splash" and weights_path:
-        config.NUM_CLASSES = _recorded_num_classes(weights_path) or config.NUM_CLASSES
+    # A checkpoint of ours: build the model it was trained as (splash takes
+    # its class count from there too).
+    config, sources = cli.config_from_args(parser, args, base, weights, weights_path,
+                                           keep=keep, extra=extra)
 
     print("Weights: ", weights_path)
     print("Dataset: ", args.dataset)
     print("Logs: ", args.logs)
+    print("Configuration: ", cli.describe_sources(sources))
     config.display()
 
     from mrcnn import model as modellib
     mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
-    load_starting_weights(model, weights_path, exclude)
+    model = modellib.create_model(mode, config, args.logs)
+    try:
+        load_starting_weights(model, weights_path, exclude)
+    except (FileNotFoundError, ValueError) as e:
+        parser.exit(2, "{}: error: {}\n".format(parser.prog, e))
 
     if args.command == "train":
         train(model, args.dataset, epochs=args.epochs,
-              augmentation=default_augmentation() if args.augment else None)
+              augmentation=default_augmentation() if args.augment else None,
+              minutes=args.minutes, start=start)
     else:
         detect_and_color_splash(model, image_path=args.image, video_path=args.video,
                                 output=args.output)
 
 
 if __name__ == "__main__":
+    from mrcnn.quiet import quiet_tensorflow
+    quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL set by the user wins
     main()

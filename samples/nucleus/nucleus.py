@@ -29,6 +29,22 @@ Usage: import the module (tests load it with importlib), or run it::
     # Write a submission (submission.csv and one PNG per image) for a subset
     python samples/nucleus/nucleus.py detect --dataset=/path/to/dataset --subset=stage1_test --weights=last
 
+    # A smaller model: ResNet-18 on 256 px crops, 4 per batch, 30 minutes
+    python samples/nucleus/nucleus.py train --dataset=/path/to/dataset --weights=none \\
+        --backbone resnet18 --image-size 256 --images-per-gpu 4 --minutes 30
+
+Configuration flags (``mrcnn.cli``): ``--config FILE.json`` (a
+``Config.to_json`` file), ``--arch`` (Config.MODEL), ``--backbone``,
+``--image-size`` (IMAGE_MIN_DIM = IMAGE_MAX_DIM: the crop size in training),
+``--images-per-gpu``, ``--learning-rate`` and ``--minutes`` (train: wall-time
+budget). When the weights are a checkpoint (``last`` or a path) with the
+``config.json`` that training writes beside it, the model is built from
+that configuration, so ``detect`` and a resumed ``train`` need no flags;
+detection keeps what NucleusInferenceConfig sets for itself (GPU_COUNT,
+IMAGES_PER_GPU = 1, IMAGE_RESIZE_MODE "pad64", RPN_NMS_THRESHOLD 0.7).
+Precedence, lowest first: NucleusConfig (train) or NucleusInferenceConfig
+(detect) < config.json beside the checkpoint < ``--config`` < the flags.
+
 Differences from the original:
 
 * albumentations replaces imgaug in the training augmentation (see
@@ -61,7 +77,7 @@ import warnings
 
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import cli, utils
 from mrcnn.config import Config
 
 # The checkout's root: samples/nucleus/nucleus.py -> ../..
@@ -351,7 +367,7 @@ def load_datasets(dataset_dir, subset="train"):
 
 
 def train(model, dataset_dir, subset="train", epochs=40, heads_epochs=None, minutes=None,
-          augmentation="default", custom_callbacks=None):
+          augmentation="default", custom_callbacks=None, start=None):
     """Train the model: the network heads first (their weights are new),
     then all layers, as the original (20 + 20 epochs).
 
@@ -359,10 +375,11 @@ def train(model, dataset_dir, subset="train", epochs=40, heads_epochs=None, minu
         heads stage (default epochs // 2; 0 skips it, as the command line does
         for ``--weights none``). Epochs count from the model's
         current epoch, so a resumed run continues.
-    minutes: optional wall-clock budget for both stages together; the heads
-        stage may use half of it. The epoch in progress is cut short when
-        the time is up and still validated and checkpointed
-        (mrcnn.training.TimeBudget).
+    minutes: optional wall-clock budget for both stages together, counted
+        from ``start`` (a time.time() value; default: now); the heads stage
+        may use half of it. The epoch in progress is cut short when the
+        time is up and still validated and checkpointed
+        (``mrcnn.cli.TrainingBudget``).
     augmentation: "default" (default_augmentation()), None, or an
         albumentations transform.
 
@@ -372,19 +389,13 @@ def train(model, dataset_dir, subset="train", epochs=40, heads_epochs=None, minu
     if isinstance(augmentation, str) and augmentation == "default":
         augmentation = default_augmentation()
     heads_epochs = epochs // 2 if heads_epochs is None else min(heads_epochs, epochs)
-    start = time.time()
+    budget = cli.TrainingBudget(minutes, start)
     stages = [("heads", heads_epochs, 0.5), ("all", epochs, 1.0)]
     histories = []
     for layers, last_epoch, budget_share in stages:
-        if last_epoch <= model.epoch:
+        if last_epoch <= model.epoch or budget.over(budget_share):
             continue
-        callbacks = list(custom_callbacks or [])
-        if minutes:
-            from mrcnn.training import TimeBudget
-            seconds = minutes * 60.0 * budget_share
-            if time.time() - start >= seconds:
-                continue
-            callbacks.append(TimeBudget(seconds, start=start))
+        callbacks = list(custom_callbacks or []) + budget.callbacks(budget_share)
         print("Train network {} up to epoch {}".format(layers, last_epoch))
         histories.append(model.train(dataset_train, dataset_val,
                                      learning_rate=model.config.LEARNING_RATE,
@@ -524,6 +535,7 @@ def _save_prediction_png(image, r, class_names, path):
 def main(argv=None):
     import argparse
 
+    start = time.time()
     parser = argparse.ArgumentParser(
         description="Mask R-CNN for nuclei counting and segmentation")
     parser.add_argument("command", choices=["train", "detect"])
@@ -538,11 +550,10 @@ def main(argv=None):
                              "subset to run prediction on ({})".format(", ".join(SUBSETS)))
     parser.add_argument("--epochs", type=int, default=40,
                         help="train: last epoch (default 40; heads only up to half of it)")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="train: wall-clock budget in minutes (default: none)")
     parser.add_argument("--results", default=RESULTS_DIR,
                         help="detect: folder for the submission folders "
                              "(default: ./results/nucleus)")
+    cli.add_config_arguments(parser)
     args = parser.parse_args(argv)
 
     # Check the arguments before building anything.
@@ -557,43 +568,56 @@ def main(argv=None):
         parser.error("--subset must be one of {}, got {!r}".format(", ".join(SUBSETS), subset))
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
-    if args.minutes is not None and args.minutes <= 0:
-        parser.error("--minutes must be positive")
     stage = "stage1_train" if subset in ("train", "val") else subset
     if not os.path.isdir(os.path.join(args.dataset, stage)):
         parser.error("{} not found: --dataset must be the folder that holds {}/".format(
             os.path.join(args.dataset, stage), stage))
 
-    config = NucleusConfig() if args.command == "train" else NucleusInferenceConfig()
+    if args.command == "train":
+        base, keep = NucleusConfig(), cli.MACHINE_KEYS
+    else:
+        base = NucleusInferenceConfig()
+        keep = cli.command_keys(NucleusInferenceConfig, NucleusConfig)
+    config, sources = cli.config_from_args(parser, args, base)
     from mrcnn.utils import WeightsDownloadError
     from mrcnn.pretrained import load_starting_weights, resolve_weights
+    weights = args.weights or "last"
     try:
-        weights_path, exclude = resolve_weights(args.weights or "last", config, args.logs,
+        weights_path, exclude = resolve_weights(weights, config, args.logs,
                                                 coco_path=COCO_WEIGHTS_PATH)
     except (FileNotFoundError, WeightsDownloadError, ValueError) as e:
         parser.error(str(e))
+    # A checkpoint of ours: build the model it was trained as.
+    config, sources = cli.config_from_args(parser, args, base, weights, weights_path,
+                                           keep=keep)
 
     print("Weights: ", weights_path)
     print("Dataset: ", args.dataset)
     print("Subset: ", subset)
     print("Logs: ", args.logs)
+    print("Configuration: ", cli.describe_sources(sources))
     config.display()
 
     from mrcnn import model as modellib
     mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
-    load_starting_weights(model, weights_path, exclude)
+    model = modellib.create_model(mode, config, args.logs)
+    try:
+        load_starting_weights(model, weights_path, exclude)
+    except (FileNotFoundError, ValueError) as e:
+        parser.exit(2, "{}: error: {}\n".format(parser.prog, e))
 
     if args.command == "train":
         # From random weights there is no point training the heads on a
         # random backbone: train all layers from the start.
         heads_epochs = 0 if weights_path is None else None
         train(model, args.dataset, subset, epochs=args.epochs, heads_epochs=heads_epochs,
-              minutes=args.minutes)
+              minutes=args.minutes, start=start)
         print(json.dumps({"last_epoch": model.epoch, "log_dir": model.log_dir}, indent=2))
     else:
         detect(model, args.dataset, subset, results_dir=args.results)
 
 
 if __name__ == "__main__":
+    from mrcnn.quiet import quiet_tensorflow
+    quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL set by the user wins
     main()

@@ -31,6 +31,24 @@ Differences from the original:
   ``image_reference()`` returns the base class's answer for other sources
   (the original forgot to return it).
 
+Command line::
+
+    python samples/shapes/shapes.py train [--minutes 15] [--map-every 2]
+    python samples/shapes/shapes.py train --backbone resnet50 --image-size 256 --minutes 30
+    python samples/shapes/shapes.py evaluate [--weights last|PATH]
+    python samples/shapes/shapes.py detect --image picture.png
+
+Configuration flags (``mrcnn.cli``): ``--config FILE.json`` (a
+``Config.to_json`` file), ``--arch`` (Config.MODEL), ``--backbone``,
+``--image-size`` (IMAGE_MIN_DIM = IMAGE_MAX_DIM; the images are still
+generated at 128 px and resized), ``--images-per-gpu``, ``--learning-rate``
+and ``--minutes`` (train: wall-time budget, default 15). ``evaluate``,
+``detect`` and a resumed ``train`` (``--weights last`` or a path) build the
+model from the ``config.json`` saved beside the checkpoint, so they need no
+flags; evaluation and detection keep IMAGES_PER_GPU = 1. Precedence, lowest
+first: ShapesConfig (train) or InferenceConfig < config.json beside the
+checkpoint < ``--config`` < the flags.
+
 This file can be run as a script or loaded with importlib (tests and
 benchmarks do); it imports ``mrcnn`` as an installed package.
 """
@@ -41,7 +59,7 @@ import random
 import cv2
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import cli, utils
 from mrcnn.config import Config
 
 # Shape names, in class id order (class 1 is "square").
@@ -348,28 +366,29 @@ LEARNING_RATE_DECAY_AT = (0.8,)
 
 def train(model_dir, minutes=15.0, epochs=100, weights=None, config=None,
           train_images=500, val_images=50, verbose=1, callbacks=None,
-          decay_at=LEARNING_RATE_DECAY_AT):
+          decay_at=LEARNING_RATE_DECAY_AT, start=None):
     """Train Mask R-CNN on shapes until ``epochs`` or ``minutes`` of wall
     time, set-up included (whichever comes first; the epoch in progress is
     finished early and checkpointed). With a time budget the learning rate drops tenfold after
     each fraction of it in ``decay_at``. ``weights``: None (random
     initialisation), "last" or a checkpoint path. ``callbacks``: extra Keras
-    callbacks. Returns (model, history, seconds spent)."""
+    callbacks. ``start``: when the budget's clock started (a time.time()
+    value; default: now). The model is ``config.MODEL``'s
+    (``modellib.create_model``). Returns (model, history, seconds spent)."""
     import time
     from mrcnn import model as modellib
-    from mrcnn.training import TimeBudget
 
-    start = time.time()
+    start = time.time() if start is None else start
     config = config or ShapesConfig()
     dataset_train, dataset_val = make_datasets(train_images, val_images)
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=model_dir)
+    model = modellib.create_model("training", config, model_dir)
     if weights == "last":
         weights = model.find_last()
     if weights:
         model.load_weights(weights, by_name=True)
     # The budget covers everything from here: building, tracing, training,
     # validation and checkpoints.
-    budget = [TimeBudget(minutes * 60.0, decay_at=decay_at, start=start)] if minutes else []
+    budget = cli.TrainingBudget(minutes, start).callbacks(decay_at=decay_at)
     history = model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE,
                           epochs=epochs, layers="all",
                           custom_callbacks=budget + list(callbacks or []), verbose=verbose)
@@ -413,12 +432,14 @@ def save_predictions_png(model, dataset, path, count=4):
 
 
 def inference_model(model_dir, weights="last", config=None):
-    """An inference MaskRCNN with ``weights`` ("last" or a path) loaded."""
+    """An inference model (``config.MODEL``'s, default InferenceConfig) with
+    ``weights`` ("last" or a path; None: random weights) loaded. Returns
+    (model, weights path)."""
     from mrcnn import model as modellib
-    model = modellib.MaskRCNN(mode="inference", config=config or InferenceConfig(),
-                              model_dir=model_dir)
+    model = modellib.create_model("inference", config or InferenceConfig(), model_dir)
     path = model.find_last() if weights == "last" else weights
-    model.load_weights(path, by_name=True)
+    if path:
+        model.load_weights(path, by_name=True)
     return model, path
 
 
@@ -426,7 +447,9 @@ def main(argv=None):
     import argparse
     import json
     import os
+    import time
 
+    start = time.time()
     parser = argparse.ArgumentParser(
         description="Train, evaluate and run Mask R-CNN on the synthetic shapes dataset.")
     parser.add_argument("command", choices=["train", "evaluate", "detect"])
@@ -435,8 +458,6 @@ def main(argv=None):
     parser.add_argument("--weights", default=None,
                         help="Checkpoint path or 'last'. train: start from it (default: "
                              "random initialisation); evaluate/detect: default 'last'")
-    parser.add_argument("--minutes", type=float, default=15.0,
-                        help="train: wall-clock budget in minutes (default 15)")
     parser.add_argument("--epochs", type=int, default=100,
                         help="train: last epoch (default 100; the time budget usually "
                              "stops training first)")
@@ -450,21 +471,53 @@ def main(argv=None):
                         help="train: validation images for --map-every (default 10)")
     parser.add_argument("--image", help="detect: image file to run on")
     parser.add_argument("--output", help="detect/train: PNG to write")
+    cli.add_config_arguments(parser, minutes=15.0)
     args = parser.parse_args(argv)
+    if args.command == "detect" and not args.image:
+        parser.error("detect needs --image PATH")
+
+    inference_keep = cli.command_keys(InferenceConfig, ShapesConfig)
+
+    def configure(base, weights, keep, verbose=1):
+        """(config, weights path): the config.json beside a checkpoint
+        (``weights``: None, "last" or a path), --config and the flags."""
+        config, _ = cli.config_from_args(parser, args, base, verbose=0)
+        path = None
+        if weights and weights.lower() != "none":
+            if weights.lower() in ("coco", "imagenet"):
+                parser.error("--weights takes a checkpoint path or 'last', got "
+                             "{!r}".format(weights))
+            from mrcnn.pretrained import resolve_weights
+            try:
+                path, _ = resolve_weights(weights, config, args.logs)
+            except (FileNotFoundError, ValueError) as e:
+                parser.error(str(e))
+        config, sources = cli.config_from_args(parser, args, base, weights, path, keep=keep,
+                                               verbose=verbose)
+        if verbose:
+            print("Configuration: ", cli.describe_sources(sources))
+        return config, path
 
     if args.command == "train":
+        config, weights = configure(ShapesConfig(), args.weights, cli.MACHINE_KEYS)
         callbacks = []
         if args.map_every > 0:
             from mrcnn import model as modellib
             from mrcnn.callbacks import MeanAveragePrecisionCallback
+            map_config, _ = configure(InferenceConfig(), args.weights, inference_keep,
+                                      verbose=0)
             _, map_set = make_datasets(train_images=0, val_images=args.val_images)
             callbacks.append(MeanAveragePrecisionCallback(
-                modellib.MaskRCNN("inference", InferenceConfig(), args.logs), map_set,
+                modellib.create_model("inference", map_config, args.logs), map_set,
                 every_n_epochs=args.map_every, limit=args.map_images))
         model, history, seconds = train(args.logs, minutes=args.minutes, epochs=args.epochs,
-                                        weights=args.weights, val_images=args.val_images,
-                                        callbacks=callbacks)
-        infer, path = inference_model(args.logs, "last")
+                                        weights=weights, config=config,
+                                        val_images=args.val_images, callbacks=callbacks,
+                                        start=start)
+        # The new checkpoint's config.json is the one just trained with.
+        last = model.find_last()
+        infer, path = inference_model(args.logs, last,
+                                      configure(InferenceConfig(), last, inference_keep)[0])
         _, dataset_val = make_datasets(train_images=0, val_images=args.val_images)
         scores = evaluate(infer, dataset_val)
         png = args.output or os.path.join(model.log_dir, "predictions.png")
@@ -472,18 +525,18 @@ def main(argv=None):
         print(json.dumps(dict(scores, checkpoint=path, predictions=png,
                               training_minutes=round(seconds / 60.0, 2)), indent=2))
     elif args.command == "evaluate":
-        infer, path = inference_model(args.logs, args.weights or "last")
+        config, weights = configure(InferenceConfig(), args.weights or "last", inference_keep)
+        infer, path = inference_model(args.logs, weights, config)
         _, dataset_val = make_datasets(train_images=0, val_images=args.val_images)
         print(json.dumps(dict(evaluate(infer, dataset_val), checkpoint=path), indent=2))
     else:
-        if not args.image:
-            parser.error("detect needs --image PATH")
         from mrcnn import visualize
         from mrcnn.dataset import read_image_rgb
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        infer, path = inference_model(args.logs, args.weights or "last")
+        config, weights = configure(InferenceConfig(), args.weights or "last", inference_keep)
+        infer, path = inference_model(args.logs, weights, config)
         image = read_image_rgb(args.image)
         r = infer.detect([image])[0]
         fig, ax = plt.subplots(1, figsize=(8, 8))
@@ -498,4 +551,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from mrcnn.quiet import quiet_tensorflow
+    quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL set by the user wins
     main()
