@@ -211,6 +211,52 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size):
     return [P2, P3, P4, P5, P6]
 
 
+PYRAMID_LEVELS = ("P2", "P3", "P4", "P5", "P6", "P7")
+
+
+def backbone_stages(input_image, config, train_bn=True):
+    """[C2, C3, C4, C5] (strides 4, 8, 16, 32) of ``config.BACKBONE``: a
+    ResNet name, or a callable ``f(input_image, stage5=True, train_bn=...)``
+    returning [C1, ..., C5] as the reference allowed."""
+    if callable(config.BACKBONE):
+        stages = config.BACKBONE(input_image, stage5=True, train_bn=train_bn)
+    else:
+        stages = resnet_graph(input_image, config.BACKBONE, stage5=True, train_bn=train_bn)
+    return list(stages[1:5])
+
+
+def build_feature_pyramid(input_image, config, train_bn=True, levels=PYRAMID_LEVELS[:5]):
+    """The shared backbone and feature pyramid, with the levels a mode asks for.
+
+    input_image: [batch, H, W, IMAGE_CHANNEL_COUNT] Keras tensor.
+    levels: consecutive names from "P2" (stride 4) to "P7" (stride 128), each
+        TOP_DOWN_PYRAMID_SIZE channels. P2-P5 are ``fpn_graph``'s (the
+        reference's layers and names, which the released weights fill). P6
+        is the reference's stride-2 subsample of P5 (``fpn_p6``) when P7 is
+        not asked for (Mask R-CNN's P2-P6), else, as in RetinaNet-style
+        heads (P3-P7: YOLACT, CenterNet), P6 and P7 are stride-2 3x3
+        convolutions of P5 and P6 (``fpn_p6_conv``, ``fpn_p7_conv``; P7
+        after a ReLU of P6 is not used: YOLACT convolves P6 directly).
+
+    Returns the requested levels, in order, as [batch, h, w, channels].
+    """
+    levels = tuple(levels)
+    start = PYRAMID_LEVELS.index(levels[0]) if levels and levels[0] in PYRAMID_LEVELS else -1
+    if start < 0 or levels != PYRAMID_LEVELS[start:start + len(levels)]:
+        raise ValueError("levels must be consecutive pyramid levels from {}, got {!r}".format(
+            ", ".join(PYRAMID_LEVELS), levels))
+    C2, C3, C4, C5 = backbone_stages(input_image, config, train_bn=train_bn)
+    P2, P3, P4, P5, P6 = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
+    pyramid = {"P2": P2, "P3": P3, "P4": P4, "P5": P5, "P6": P6}
+    if "P7" in levels:
+        size = config.TOP_DOWN_PYRAMID_SIZE
+        pyramid["P6"] = KL.Conv2D(size, 3, strides=2, padding="same",
+                                  name="fpn_p6_conv")(P5)
+        pyramid["P7"] = KL.Conv2D(size, 3, strides=2, padding="same",
+                                  name="fpn_p7_conv")(pyramid["P6"])
+    return [pyramid[name] for name in levels]
+
+
 ############################################################
 #  Region Proposal Network (RPN)
 ############################################################

@@ -15,8 +15,8 @@ Differences from the original:
 * ``BATCH_SIZE``, ``IMAGE_SHAPE`` and ``IMAGE_META_SIZE`` are computed on every
   read, so they follow edits made after construction (the original computed
   them once in ``__init__`` and silently went stale).
-* ``MODEL`` selects the model mode; ``"mask_rcnn"`` is the only one available
-  in this version.
+* ``MODEL`` selects the model mode (``mrcnn.modes``; ``"mask_rcnn"`` by
+  default), and ``validate()`` applies that mode's own rules.
 * ``validate()`` checks the whole configuration and reports every problem in
   one error message; the model classes call it before building.
 * ``to_dict()`` / ``from_dict()`` / ``to_json()`` / ``from_json()`` record the
@@ -29,15 +29,11 @@ import numbers
 
 import numpy as np
 
-# Model modes. Only the first is implemented; the others are reserved for the
-# alternative heads so that a config naming them fails with a clear message.
-AVAILABLE_MODELS = ("mask_rcnn",)
-RESERVED_MODELS = ("yolact", "centernet", "mask2former")
+from mrcnn import modes
+
 
 BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-              "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 # Attributes computed from others; never stored, never restored.
 DERIVED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
@@ -345,25 +341,25 @@ class Config(object):
     def validate(self):
         """Check the configuration; raise ConfigError listing every problem.
 
+        The rules every mode shares are here; the mode ``MODEL`` names adds
+        its own (``ModelBase.validate_config``: Mask R-CNN's RPN, ROI and
+        mask head settings and image sides divisible by 64, another mode's
+        native input size, ``LOSS_WEIGHTS`` against the mode's losses).
         Returns self so it can be chained: ``config = MyConfig().validate()``.
         """
         problems = []
         add = problems.append
-
-        if self.MODEL in RESERVED_MODELS:
-            add("MODEL={!r} is reserved for a model mode that is not available in "
-                "this version; use MODEL='mask_rcnn'".format(self.MODEL))
-        elif self.MODEL not in AVAILABLE_MODELS:
-            add("MODEL={!r} is unknown; available: {}".format(
-                self.MODEL, ", ".join(AVAILABLE_MODELS)))
+        mode_class = None
+        try:
+            mode_class = modes.mode_class(self.MODEL)
+        except (modes.UnknownModeError, ImportError) as e:
+            add(str(e))
+        except TypeError:
+            add("MODEL must be the name of a model mode, got {!r}".format(self.MODEL))
 
         for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
                      "VALIDATION_STEPS", "MAX_GT_INSTANCES",
-                     "DETECTION_MAX_INSTANCES", "TRAIN_ROIS_PER_IMAGE",
-                     "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
-                     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE",
-                     "POOL_SIZE", "MASK_POOL_SIZE", "RPN_ANCHOR_STRIDE",
-                     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE",
+                     "DETECTION_MAX_INSTANCES", "TOP_DOWN_PYRAMID_SIZE",
                      "IMAGE_CHANNEL_COUNT"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -384,58 +380,19 @@ class Config(object):
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             add("IMAGE_RESIZE_MODE={!r} is unknown; use one of {}".format(
                 self.IMAGE_RESIZE_MODE, ", ".join(RESIZE_MODES)))
-        else:
-            self._validate_image_size(add)
 
-        ratios = np.asarray(self.RPN_ANCHOR_RATIOS, dtype=object).ravel()
-        if ratios.size == 0 or not all(
-                isinstance(r, numbers.Real) and np.isfinite(r) and r > 0 for r in ratios):
-            add("RPN_ANCHOR_RATIOS must be a non-empty list of positive numbers "
-                "(width/height), got {!r}".format(self.RPN_ANCHOR_RATIOS))
-        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
-            add("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
-                "give one anchor scale per pyramid level".format(
-                    len(self.RPN_ANCHOR_SCALES), len(self.BACKBONE_STRIDES)))
-        if any(not isinstance(s, numbers.Real) or s <= 0 for s in self.RPN_ANCHOR_SCALES):
-            add("RPN_ANCHOR_SCALES must be positive, got {!r}".format(
-                self.RPN_ANCHOR_SCALES))
-
-        for name in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD",
-                     "DETECTION_MIN_CONFIDENCE"):
+        for name in ("DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
                 add("{} must be between 0 and 1, got {!r}".format(name, value))
-        if not isinstance(self.ROI_POSITIVE_RATIO, numbers.Real) or \
-                not 0 < self.ROI_POSITIVE_RATIO <= 1:
-            add("ROI_POSITIVE_RATIO must be in (0, 1], got {!r}".format(
-                self.ROI_POSITIVE_RATIO))
 
         if len(np.ravel(self.MEAN_PIXEL)) != self.IMAGE_CHANNEL_COUNT:
             add("MEAN_PIXEL has {} values but IMAGE_CHANNEL_COUNT is {}".format(
                 len(np.ravel(self.MEAN_PIXEL)), self.IMAGE_CHANNEL_COUNT))
-        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
-            value = np.ravel(getattr(self, name))
-            if value.shape != (4,) or np.any(value <= 0):
-                add("{} must be 4 positive numbers, got {!r}".format(
-                    name, getattr(self, name)))
-
-        mask_shape = list(self.MASK_SHAPE)
-        if _is_int(self.MASK_POOL_SIZE) and mask_shape != [2 * self.MASK_POOL_SIZE] * 2:
-            add("MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {} because the mask "
-                "head upsamples its pooled features once; got {!r}".format(
-                    [2 * self.MASK_POOL_SIZE] * 2, self.MASK_SHAPE))
         mini = tuple(self.MINI_MASK_SHAPE)
         if len(mini) != 2 or not all(_is_int(v) and v > 0 for v in mini):
             add("MINI_MASK_SHAPE must be (height, width) of positive integers, "
                 "got {!r}".format(self.MINI_MASK_SHAPE))
-
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
-        if unknown:
-            add("LOSS_WEIGHTS has unknown keys {}; known: {}".format(
-                sorted(unknown), ", ".join(LOSS_NAMES)))
-        if any(not isinstance(w, numbers.Real) or w < 0
-               for w in self.LOSS_WEIGHTS.values()):
-            add("LOSS_WEIGHTS values must be non-negative numbers")
 
         if self.TRAIN_BN not in (None, True, False):
             add("TRAIN_BN must be None (train BN), False (freeze) or True, got {!r}"
@@ -449,37 +406,20 @@ class Config(object):
                 or self.GRADIENT_CLIP_NORM <= 0):
             add("GRADIENT_CLIP_NORM must be a positive number or None, got {!r}"
                 .format(self.GRADIENT_CLIP_NORM))
-
-        for name in ("MASK_HEAD_CHANNELS", "RPN_CONV_CHANNELS"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                add("{} must be a positive integer, got {!r}".format(name, value))
         if not _is_int(self.LEARNING_RATE_WARMUP_STEPS) or self.LEARNING_RATE_WARMUP_STEPS < 0:
             add("LEARNING_RATE_WARMUP_STEPS must be a non-negative integer, got {!r}".format(
                 self.LEARNING_RATE_WARMUP_STEPS))
         if _mixed_precision_policy(self.MIXED_PRECISION) is None:
             add(_MIXED_PRECISION_ERROR.format(self.MIXED_PRECISION))
 
+        validate_mode = getattr(mode_class, "validate_config", None)
+        if validate_mode is not None:
+            validate_mode(self, add)
+
         if problems:
             raise ConfigError("Invalid configuration {}:\n  - {}".format(
                 type(self).__name__, "\n  - ".join(problems)))
         return self
-
-    def _validate_image_size(self, add):
-        """Image sides must survive 6 halvings (P2..P6 and back up)."""
-        mode = self.IMAGE_RESIZE_MODE
-        checks = []
-        if mode == "square":
-            checks.append("IMAGE_MAX_DIM")
-        elif mode in ("crop", "pad64"):
-            if mode == "crop" or self.IMAGE_MIN_DIM:
-                checks.append("IMAGE_MIN_DIM")
-        for name in checks:
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0 or value % 64:
-                add("{}={!r} must be a positive multiple of 64 in {!r} mode, so the "
-                    "image can be halved 6 times for the feature pyramid; try {}"
-                    .format(name, value, mode, _nearest_multiple(value, 64)))
 
 
 _MIXED_PRECISION_ERROR = ('MIXED_PRECISION must be False, True, "float16" or "bfloat16", '

@@ -1,8 +1,8 @@
 """
 Mask R-CNN
 The five training losses, batched (no per-image Python loops), and the
-``LossLayer`` that puts each into the training graph under its reference
-name (``rpn_class_loss``, ``rpn_bbox_loss``, ``mrcnn_class_loss``,
+serialisable functions the Mask R-CNN graph's ``LossLayer`` s call under the
+reference names (``rpn_class_loss``, ``rpn_bbox_loss``, ``mrcnn_class_loss``,
 ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``).
 
 Every loss returns a float32 scalar and is 0.0 (not NaN) when there is
@@ -11,9 +11,9 @@ nothing to average over (no positive anchors, no positive ROIs).
 
 import keras
 import tensorflow as tf
-from keras import layers as KL
 
 from mrcnn.layers import parse_image_meta_graph
+from mrcnn.training import LossLayer, register_loss_function  # noqa: F401  (re-exported)
 
 
 def smooth_l1_loss(y_true, y_pred):
@@ -143,37 +143,50 @@ def mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks):
     return _safe_mean(total, pixels * tf.reduce_sum(weight))
 
 
-def _class_loss_from_meta(target_class_ids, pred_class_logits, image_meta):
+@keras.saving.register_keras_serializable(package="mrcnn")
+def rpn_class_loss(rpn_match, rpn_class_logits):
+    """The ``rpn_class_loss`` layer's function: rpn_class_loss_graph."""
+    return rpn_class_loss_graph(rpn_match, rpn_class_logits)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
+    """The ``rpn_bbox_loss`` layer's function: rpn_bbox_loss_graph without
+    its (unused) config argument."""
+    return rpn_bbox_loss_graph(None, target_bbox, rpn_match, rpn_bbox)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+def mrcnn_class_loss(target_class_ids, pred_class_logits, image_meta):
+    """The ``mrcnn_class_loss`` layer's function: mrcnn_class_loss_graph
+    with each image's active class ids read from its image_meta
+    [batch, IMAGE_META_SIZE] (the reference used the first image's for the
+    whole batch)."""
     active_class_ids = parse_image_meta_graph(image_meta)["active_class_ids"]
     return mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids)
 
 
-# Loss layer name -> function of the layer's inputs. mrcnn_class_loss takes
-# image_meta [batch, meta] and reads each image's active class ids from it.
-LOSS_FUNCTIONS = {
-    "rpn_class_loss": rpn_class_loss_graph,
-    "rpn_bbox_loss": lambda *args: rpn_bbox_loss_graph(None, *args),
-    "mrcnn_class_loss": _class_loss_from_meta,
-    "mrcnn_bbox_loss": mrcnn_bbox_loss_graph,
-    "mrcnn_mask_loss": mrcnn_mask_loss_graph,
-}
+@keras.saving.register_keras_serializable(package="mrcnn")
+def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
+    """The ``mrcnn_bbox_loss`` layer's function: mrcnn_bbox_loss_graph."""
+    return mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class LossLayer(KL.Layer):
-    """A named loss in the training graph. The layer's name selects the
-    function from LOSS_FUNCTIONS; inputs are that function's arguments (for
-    ``rpn_bbox_loss`` without ``config``). Output: a float32 scalar."""
+def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
+    """The ``mrcnn_mask_loss`` layer's function: mrcnn_mask_loss_graph."""
+    return mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks)
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        if self.name not in LOSS_FUNCTIONS:
-            raise ValueError("LossLayer name must be one of {}, got {!r}".format(
-                sorted(LOSS_FUNCTIONS), self.name))
 
-    def call(self, inputs):
-        return LOSS_FUNCTIONS[self.name](*inputs)
-
-    def compute_output_shape(self, input_shape):
-        return ()
+# Loss layer name -> function of the layer's inputs, so that
+# ``LossLayer(name="rpn_class_loss")`` (without a function, as models saved
+# before losses were layer arguments) still finds its loss.
+LOSS_FUNCTIONS = {
+    "rpn_class_loss": rpn_class_loss,
+    "rpn_bbox_loss": rpn_bbox_loss,
+    "mrcnn_class_loss": mrcnn_class_loss,
+    "mrcnn_bbox_loss": mrcnn_bbox_loss,
+    "mrcnn_mask_loss": mrcnn_mask_loss,
+}
+for _name, _function in LOSS_FUNCTIONS.items():
+    register_loss_function(_name, _function)

@@ -11,12 +11,15 @@ classes, which live in their own modules (backbone, heads, layers, losses,
 data, training, weights) and are re-exported here.
 """
 
+import numbers
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
-from mrcnn import imaging, transform, utils
+from mrcnn import losses, transform, utils
+from mrcnn.config import RESIZE_MODES, _is_int, _nearest_multiple
 from mrcnn.backbone import (BatchNorm, build_rpn_model, fpn_graph,  # noqa: F401
                             identity_block, conv_block, resnet_graph, rpn_graph)
 from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F401
@@ -60,6 +63,67 @@ PROPOSAL_STAGES = ("pre_nms_anchors", "refined_anchors", "refined_anchors_clippe
                    "rpn_non_max_suppression")
 
 
+def validate_maskrcnn_config(config, add):
+    """Mask R-CNN's configuration rules (``MaskRCNN.validate_config``);
+    ``add(message)`` reports each problem."""
+    for name in ("TRAIN_ROIS_PER_IMAGE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
+                 "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "POOL_SIZE",
+                 "MASK_POOL_SIZE", "RPN_ANCHOR_STRIDE", "FPN_CLASSIF_FC_LAYERS_SIZE",
+                 "MASK_HEAD_CHANNELS", "RPN_CONV_CHANNELS"):
+        value = getattr(config, name)
+        if not _is_int(value) or value < 1:
+            add("{} must be a positive integer, got {!r}".format(name, value))
+
+    if config.IMAGE_RESIZE_MODE in RESIZE_MODES:
+        _validate_image_size(config, add)
+
+    ratios = np.asarray(config.RPN_ANCHOR_RATIOS, dtype=object).ravel()
+    if ratios.size == 0 or not all(
+            isinstance(r, numbers.Real) and np.isfinite(r) and r > 0 for r in ratios):
+        add("RPN_ANCHOR_RATIOS must be a non-empty list of positive numbers "
+            "(width/height), got {!r}".format(config.RPN_ANCHOR_RATIOS))
+    if len(config.RPN_ANCHOR_SCALES) != len(config.BACKBONE_STRIDES):
+        add("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
+            "give one anchor scale per pyramid level".format(
+                len(config.RPN_ANCHOR_SCALES), len(config.BACKBONE_STRIDES)))
+    if any(not isinstance(s, numbers.Real) or s <= 0 for s in config.RPN_ANCHOR_SCALES):
+        add("RPN_ANCHOR_SCALES must be positive, got {!r}".format(config.RPN_ANCHOR_SCALES))
+
+    value = config.RPN_NMS_THRESHOLD
+    if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        add("RPN_NMS_THRESHOLD must be between 0 and 1, got {!r}".format(value))
+    if not isinstance(config.ROI_POSITIVE_RATIO, numbers.Real) or \
+            not 0 < config.ROI_POSITIVE_RATIO <= 1:
+        add("ROI_POSITIVE_RATIO must be in (0, 1], got {!r}".format(config.ROI_POSITIVE_RATIO))
+    for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+        value = np.ravel(getattr(config, name))
+        if value.shape != (4,) or np.any(value <= 0):
+            add("{} must be 4 positive numbers, got {!r}".format(name, getattr(config, name)))
+
+    mask_shape = list(config.MASK_SHAPE)
+    if _is_int(config.MASK_POOL_SIZE) and mask_shape != [2 * config.MASK_POOL_SIZE] * 2:
+        add("MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {} because the mask "
+            "head upsamples its pooled features once; got {!r}".format(
+                [2 * config.MASK_POOL_SIZE] * 2, config.MASK_SHAPE))
+
+
+def _validate_image_size(config, add):
+    """Image sides must survive 6 halvings (P2..P6 and back up)."""
+    mode = config.IMAGE_RESIZE_MODE
+    checks = []
+    if mode == "square":
+        checks.append("IMAGE_MAX_DIM")
+    elif mode in ("crop", "pad64"):
+        if mode == "crop" or config.IMAGE_MIN_DIM:
+            checks.append("IMAGE_MIN_DIM")
+    for name in checks:
+        value = getattr(config, name)
+        if not _is_int(value) or value <= 0 or value % 64:
+            add("{}={!r} must be a positive multiple of 64 in {!r} mode, so the "
+                "image can be halved 6 times for the feature pyramid; try {}"
+                .format(name, value, mode, _nearest_multiple(value, 64)))
+
+
 class ProposalStage(object):
     """Marker for a ProposalLayer stage in run_graph() outputs; what
     ``ancestor(roi_output, "ROI/<stage>:0")`` returns."""
@@ -82,8 +146,22 @@ class MaskRCNN(ModelBase):
     input names are those of the original.
     """
 
+    LOSS_NAMES = tuple(LOSS_NAMES)
+    DEFAULT_LOSS_WEIGHTS = {name: 1.0 for name in LOSS_NAMES}
     CHECKPOINT_PREFIX = "mask_rcnn"
     HEADS_REGEX = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
+    CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+    # P6 is P5 subsampled by 2 and the FPN adds upsampled levels: sides must
+    # survive six halvings.
+    SIZE_DIVISOR = 64
+    HAS_COCO_WEIGHTS = True
+
+    @classmethod
+    def validate_config(cls, config, add):
+        """Mask R-CNN's own rules: RPN and ROI counts, anchors, the mask head
+        geometry and image sides divisible by 64 (see config_rules)."""
+        super().validate_config(config, add)
+        validate_maskrcnn_config(config, add)
 
     def build(self, mode, config):
         """Build Mask R-CNN architecture.
@@ -190,21 +268,22 @@ class MaskRCNN(ModelBase):
             output_rois = KL.Identity(name="output_rois", dtype="float32")(rois)
 
             # Losses
-            rpn_class_loss = LossLayer(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])
-            rpn_bbox_loss = LossLayer(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match,
-                                                             rpn_bbox])
-            class_loss = LossLayer(name="mrcnn_class_loss")([target_class_ids, mrcnn_class_logits,
-                                                             input_image_meta])
-            bbox_loss = LossLayer(name="mrcnn_bbox_loss")([target_bbox, target_class_ids,
-                                                           mrcnn_bbox])
-            mask_loss = LossLayer(name="mrcnn_mask_loss")([target_mask, target_class_ids,
-                                                           mrcnn_mask])
+            rpn_class_loss = LossLayer(losses.rpn_class_loss, name="rpn_class_loss")(
+                [input_rpn_match, rpn_class_logits])
+            rpn_bbox_loss = LossLayer(losses.rpn_bbox_loss, name="rpn_bbox_loss")(
+                [input_rpn_bbox, input_rpn_match, rpn_bbox])
+            class_loss = LossLayer(losses.mrcnn_class_loss, name="mrcnn_class_loss")(
+                [target_class_ids, mrcnn_class_logits, input_image_meta])
+            bbox_loss = LossLayer(losses.mrcnn_bbox_loss, name="mrcnn_bbox_loss")(
+                [target_bbox, target_class_ids, mrcnn_bbox])
+            mask_loss = LossLayer(losses.mrcnn_mask_loss, name="mrcnn_mask_loss")(
+                [target_mask, target_class_ids, mrcnn_mask])
             outputs = [rpn_class_logits, rpn_class, rpn_bbox,
                        mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                        rpn_rois, output_rois,
                        rpn_class_loss, rpn_bbox_loss, class_loss, bbox_loss, mask_loss]
             return DetectionModel(inputs, outputs, name='mask_rcnn', loss_names=LOSS_NAMES,
-                                  loss_weights=config.LOSS_WEIGHTS,
+                                  loss_weights=self.loss_weights(config),
                                   weight_decay=config.WEIGHT_DECAY)
 
         # Network Heads: proposal classifier and box regressor
@@ -307,15 +386,7 @@ class MaskRCNN(ModelBase):
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
 
         # Resize masks to original image size and set boundary threshold.
-        # Filled instance-major, so each instance's pixels are contiguous, and
-        # returned as an [H, W, N] view: stacking N full-image masks along the
-        # last axis (as the original did) cost more than the rest of
-        # post-processing together.
-        height, width = (int(v) for v in original_image_shape[:2])
-        full_masks = np.zeros((len(boxes), height, width), dtype=bool)
-        for i in range(len(boxes)):
-            imaging.paste_mask(masks[i], boxes[i], full_masks[i])
-        full_masks = np.moveaxis(full_masks, 0, -1)
+        full_masks = transform.paste_masks(masks, boxes, original_image_shape)
         return boxes, class_ids, scores, full_masks
 
     def anchors_for(self, image_shape):
@@ -419,5 +490,3 @@ class MaskRCNN(ModelBase):
             log(key, value)
         return results
 
-
-register_model("mask_rcnn", MaskRCNN)

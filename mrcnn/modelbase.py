@@ -1,55 +1,73 @@
 """
-What every model mode shares: log directories and checkpoints, weight
-loading, layer selection, the ``train()`` loop, input molding and the
-``detect()`` contract.
+What every model mode shares, and what each one must provide.
 
-A model mode subclasses ``ModelBase`` and provides:
+``ModelBase`` holds log directories and checkpoints, weight loading, layer
+selection, the ``train()`` loop, input molding (``mrcnn.transform``) and
+the ``detect()`` contract. A model mode is a subclass that declares:
 
-* ``build(mode, config)`` -> a ``training.DetectionModel`` whose training
-  graph outputs named scalar losses (``LOSS_NAMES``);
-* ``HEADS_REGEX`` (the ``layers="heads"`` preset) and ``CHECKPOINT_PREFIX``;
+========================  ===================================================
+``LOSS_NAMES``            names of the scalar loss outputs of its training
+                          graph (``LossLayer`` names); at least one
+``DEFAULT_LOSS_WEIGHTS``  ``{loss name: weight}``; ``Config.LOSS_WEIGHTS``
+                          entries for these names override them
+``CHECKPOINT_PREFIX``     checkpoint file prefix (``mask_rcnn`` ->
+                          ``mask_rcnn_<name>_0001.h5``); ``find_last()`` and
+                          ``--weights last`` look for this prefix only
+``HEADS_REGEX``           the layers ``train(layers="heads")`` trains
+``CLASS_SPECIFIC_LAYERS`` layers whose shapes follow NUM_CLASSES: excluded
+                          when fine-tuning on another class count
+``SIZE_DIVISOR``          molded image sides must be multiples of it
+``HAS_COCO_WEIGHTS``      True when ``--weights coco`` has a released file
+========================  ===================================================
+
+and implements the hooks (the base versions raise NotImplementedError
+naming the hook):
+
+* ``validate_config(config, add)`` (classmethod): the mode's own rules;
+  ``Config.validate()`` calls it, ``add(message)`` reports a problem. Call
+  ``super()``: the base checks ``LOSS_WEIGHTS`` against ``LOSS_NAMES``;
+* ``build(mode, config)`` -> a ``training.DetectionModel``; in training mode
+  its outputs include the ``LOSS_NAMES`` losses;
 * ``training_signature()`` and ``training_sample(dataset, image_id,
-  augmentation)``: the target builder the tf.data pipeline calls;
-* ``training_constants(image_shape)``: inputs that are the same for every
-  image (e.g. anchors);
-* ``inference_inputs(molded_images, image_metas)`` and
-  ``postprocess(outputs, index, original_shape, molded_shape, window)`` ->
-  ``(rois, class_ids, scores, masks)`` for one image.
+  augmentation)``: the target builder the tf.data pipeline calls, NumPy
+  arrays per image; ``training_constants(image_shape)``: inputs shared by
+  every image (e.g. anchors; default none). Targets that depend on the
+  network's own predictions (proposal sampling, Hungarian matching) are
+  computed in the graph instead, by layers between the inputs and the
+  ``LossLayer``: both places need nothing special;
+* ``inference_inputs(molded_images, image_metas)`` -> the inference
+  model's inputs; ``postprocess(outputs, index, original_shape,
+  molded_shape, window)`` -> ``(rois, class_ids, scores, masks)`` of one
+  image in original-image pixels (``mrcnn.transform`` maps boxes back and
+  pastes masks).
 
-Modes register themselves with ``register_model(name, cls)`` and are
+The class attributes are checked when a mode class is created (a class
+that implements ``build``), so a mistake fails at import with the
+attribute's name. Modes are registered by name in ``mrcnn.modes`` and
 selected by ``Config.MODEL`` through ``create_model``.
 """
 
 import datetime
 import logging
+import numbers
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import pretrained, utils, weights
+from mrcnn import modes, pretrained, transform, weights
 from mrcnn import training as trainlib
-from mrcnn.data import check_dataset, check_image, compose_image_meta, mold_image
+from mrcnn.data import check_dataset, check_image
+from mrcnn.modes import MODEL_REGISTRY, create_model  # noqa: F401  (re-exported)
+from mrcnn.modes import register_mode as register_model  # noqa: F401  (the old name)
 from mrcnn.pipeline import make_dataset
 
 logger = logging.getLogger(__name__)
 
-MODEL_REGISTRY = {}
-
-
-def register_model(name, cls):
-    """Make ``cls`` the implementation of ``Config.MODEL == name``."""
-    MODEL_REGISTRY[name] = cls
-    return cls
-
-
-def create_model(mode, config, model_dir):
-    """Build the model ``config.MODEL`` names, in "training" or "inference"
-    mode."""
-    if config.MODEL not in MODEL_REGISTRY:
-        raise ValueError("Config.MODEL={!r} has no implementation; available: {}".format(
-            config.MODEL, ", ".join(sorted(MODEL_REGISTRY))))
-    return MODEL_REGISTRY[config.MODEL](mode=mode, config=config, model_dir=model_dir)
+# The hooks a mode implements (see the module docstring).
+MODE_HOOKS = ("build", "training_signature", "training_sample", "inference_inputs",
+              "postprocess")
 
 
 def log(text, array=None):
@@ -68,14 +86,133 @@ def log(text, array=None):
     print(text)
 
 
+def _check_mode_class(cls):
+    """TypeError naming the first class attribute of a mode that is missing
+    or malformed."""
+    problems = []
+    names = cls.LOSS_NAMES
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names \
+            or not all(isinstance(n, str) and n for n in names) \
+            or len(set(names)) != len(names):
+        problems.append("LOSS_NAMES must be a non-empty list of distinct loss layer names, "
+                        "got {!r}".format(names))
+    weights_ = cls.DEFAULT_LOSS_WEIGHTS
+    if not isinstance(weights_, dict) or not all(
+            isinstance(w, numbers.Real) and w >= 0 for w in weights_.values()):
+        problems.append("DEFAULT_LOSS_WEIGHTS must be a dict of non-negative numbers, got "
+                        "{!r}".format(weights_))
+    elif isinstance(names, (list, tuple)) and set(weights_) - set(names):
+        problems.append("DEFAULT_LOSS_WEIGHTS has keys {} that are not in LOSS_NAMES".format(
+            sorted(set(weights_) - set(names))))
+    prefix = cls.CHECKPOINT_PREFIX
+    if not isinstance(prefix, str) or not re.fullmatch(r"[a-z0-9_]+", prefix):
+        problems.append("CHECKPOINT_PREFIX must be lower-case letters, digits and "
+                        "underscores (it starts checkpoint file names), got {!r}".format(prefix))
+    try:
+        re.compile(cls.HEADS_REGEX)
+    except (TypeError, re.error) as e:
+        problems.append("HEADS_REGEX must be a regular expression (the layers "
+                        "train(layers='heads') trains), got {!r}: {}".format(cls.HEADS_REGEX, e))
+    specific = cls.CLASS_SPECIFIC_LAYERS
+    if isinstance(specific, str) or not isinstance(specific, (list, tuple)) \
+            or not all(isinstance(n, str) for n in specific):
+        problems.append("CLASS_SPECIFIC_LAYERS must be a list of layer names, got {!r}".format(
+            specific))
+    if not isinstance(cls.SIZE_DIVISOR, int) or cls.SIZE_DIVISOR < 1:
+        problems.append("SIZE_DIVISOR must be a positive integer, got {!r}".format(
+            cls.SIZE_DIVISOR))
+    if problems:
+        raise TypeError("Model mode {}: {}".format(cls.__qualname__, "; ".join(problems)))
+
+
 class ModelBase(object):
-    """Mode-independent part of MaskRCNN (and of later model modes).
+    """The part of every model mode that is not its network (see the module
+    docstring for what a mode declares and implements).
 
     The actual Keras model is in the keras_model property.
     """
 
-    CHECKPOINT_PREFIX = "mask_rcnn"
-    HEADS_REGEX = ".*"
+    LOSS_NAMES = ()
+    DEFAULT_LOSS_WEIGHTS = None
+    CHECKPOINT_PREFIX = None
+    HEADS_REGEX = None
+    CLASS_SPECIFIC_LAYERS = ()
+    SIZE_DIVISOR = 1
+    HAS_COCO_WEIGHTS = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A class that builds a network is a mode: hold it to the contract
+        # now rather than at the first training step.
+        if cls.build is not ModelBase.build:
+            _check_mode_class(cls)
+
+    # ------------------------------------------------------------------
+    # The mode contract
+    # ------------------------------------------------------------------
+    @classmethod
+    def validate_config(cls, config, add):
+        """The mode's own configuration rules; ``add(message)`` reports a
+        problem. The base checks ``LOSS_WEIGHTS``: its keys must be loss
+        names of this mode (unless it is the base Config's untouched
+        default, Mask R-CNN's five losses, which other modes ignore) and its
+        values non-negative numbers."""
+        given = config.LOSS_WEIGHTS
+        if not isinstance(given, dict):
+            add("LOSS_WEIGHTS must be a dict of loss name -> weight, got {!r}".format(given))
+            return
+        if any(not isinstance(w, numbers.Real) or w < 0 for w in given.values()):
+            add("LOSS_WEIGHTS values must be non-negative numbers")
+        unknown = set(given) - set(cls.LOSS_NAMES)
+        if unknown and not _is_base_default(given):
+            add("LOSS_WEIGHTS has unknown keys {}; known: {}".format(
+                sorted(unknown), ", ".join(cls.LOSS_NAMES)))
+
+    @classmethod
+    def loss_weights(cls, config):
+        """``{loss name: weight}`` for every LOSS_NAMES entry: the mode's
+        defaults, overridden by ``config.LOSS_WEIGHTS`` where it names them."""
+        result = {name: 1.0 for name in cls.LOSS_NAMES}
+        result.update(cls.DEFAULT_LOSS_WEIGHTS or {})
+        result.update({name: float(w) for name, w in (config.LOSS_WEIGHTS or {}).items()
+                       if name in result})
+        return result
+
+    def build(self, mode, config):
+        """The Keras model (a ``training.DetectionModel``) of this mode."""
+        raise NotImplementedError(_hook_message(self, "build(mode, config)"))
+
+    def training_signature(self):
+        """``[(input name, shape, dtype)]`` of one training sample."""
+        raise NotImplementedError(_hook_message(self, "training_signature()"))
+
+    def training_sample(self, dataset, image_id, augmentation):
+        """NumPy arrays of one image in training_signature() order, or None
+        to skip the image (e.g. no instances)."""
+        raise NotImplementedError(_hook_message(
+            self, "training_sample(dataset, image_id, augmentation)"))
+
+    def training_constants(self, image_shape):
+        """``{input name: array}`` given to every training batch (no batch
+        axis); none by default."""
+        return {}
+
+    def inference_inputs(self, molded_images, image_metas):
+        """The inference model's inputs for a batch of molded images."""
+        raise NotImplementedError(_hook_message(
+            self, "inference_inputs(molded_images, image_metas)"))
+
+    def postprocess(self, outputs, index, original_shape, molded_shape, window):
+        """``(rois, class_ids, scores, masks)`` of image ``index`` of a batch
+        from the inference model's NumPy outputs."""
+        raise NotImplementedError(_hook_message(
+            self, "postprocess(outputs, index, original_shape, molded_shape, window)"))
+
+    @property
+    def mode_name(self):
+        """The registered name of this model's mode ("mask_rcnn", ...), or
+        None for an unregistered class."""
+        return modes.mode_of(type(self))
 
     def __init__(self, mode, config, model_dir):
         """
@@ -85,6 +222,12 @@ class ModelBase(object):
         """
         if mode not in ("training", "inference"):
             raise ValueError("mode must be 'training' or 'inference', got {!r}".format(mode))
+        name = self.mode_name
+        if name is not None and config.MODEL != name:
+            raise ValueError(
+                "{} is the {!r} model mode but config.MODEL is {!r}; build the mode the "
+                "config names with modellib.create_model(mode, config, model_dir), or set "
+                "MODEL = {!r}".format(type(self).__name__, name, config.MODEL, name))
         config.validate()
         self.mode = mode
         self.config = config
@@ -137,8 +280,9 @@ class ModelBase(object):
                                              self.CHECKPOINT_PREFIX)
 
     def save_weights(self, filepath):
-        """Write the weights (legacy Keras HDF5 layout, atomically)."""
-        weights.save_weights(self.keras_model, filepath)
+        """Write the weights (legacy Keras HDF5 layout, atomically), recording
+        the model mode, so another mode's model refuses to load them."""
+        weights.save_weights(self.keras_model, filepath, mode=self.mode_name)
 
     def load_weights(self, filepath, by_name=False, exclude=None, skip_mismatch=False):
         """Load weights from this package's checkpoints, a Keras 2 HDF5
@@ -152,12 +296,15 @@ class ModelBase(object):
             changed nothing).
         A checkpoint path that follows the naming convention also sets the
         log directory and epoch counter, so training resumes where it
-        stopped.
+        stopped. A checkpoint of another model mode raises
+        ``weights.WeightsModeError`` naming both modes.
         """
         if exclude:
             by_name = True
         report = weights.load_weights(self.keras_model, filepath, by_name=by_name,
-                                      exclude=exclude, skip_mismatch=skip_mismatch)
+                                      exclude=exclude, skip_mismatch=skip_mismatch,
+                                      mode=self.mode_name,
+                                      class_specific=self.CLASS_SPECIFIC_LAYERS)
         self.set_log_dir(filepath)
         return report
 
@@ -314,16 +461,20 @@ class ModelBase(object):
     # Inference
     # ------------------------------------------------------------------
     def _mold_image(self, image):
-        """One image -> (molded image, image_meta, window)."""
-        config = self.config
-        image = self._check_image(image)
-        molded_image, window, scale, padding, crop = utils.resize_image(
-            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-            max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-        molded_image = mold_image(molded_image, config)
-        image_meta = compose_image_meta(0, image.shape, molded_image.shape, window, scale,
-                                        np.zeros([config.NUM_CLASSES], dtype=np.int32))
-        return molded_image, image_meta, np.asarray(window)
+        """One image -> (molded image, image_meta, window); see
+        transform.mold. ValueError when the molded sides are not multiples
+        of the mode's SIZE_DIVISOR (IMAGE_RESIZE_MODE "none" passes images
+        through unchanged)."""
+        molded, image_meta, window = transform.mold(self._check_image(image), self.config)
+        divisor = self.SIZE_DIVISOR
+        if molded.shape[0] % divisor or molded.shape[1] % divisor:
+            raise ValueError(
+                "The molded image is {}x{} but {} needs sides that are multiples of {} "
+                "(IMAGE_RESIZE_MODE={!r} passes images through unchanged); resize the image, "
+                "or use IMAGE_RESIZE_MODE 'square' or 'pad64'".format(
+                    molded.shape[0], molded.shape[1], type(self).__name__, divisor,
+                    self.config.IMAGE_RESIZE_MODE))
+        return molded, image_meta, window
 
     def _check_image(self, image):
         """Validate one detect() input image (see data.check_image)."""
@@ -450,3 +601,15 @@ class _Overlay(object):
 
     def __getattr__(self, name):
         return getattr(self._config, name)
+
+
+def _hook_message(model, hook):
+    return "{} does not implement {}, which every model mode provides (see " \
+           "mrcnn.modelbase)".format(type(model).__name__, hook)
+
+
+def _is_base_default(loss_weights):
+    """True when ``loss_weights`` is the base Config's default (Mask R-CNN's
+    five losses, all 1.0), i.e. the user did not set LOSS_WEIGHTS."""
+    from mrcnn.config import Config
+    return loss_weights == Config.LOSS_WEIGHTS

@@ -226,8 +226,10 @@ def resolve_weights(spec, config, model_dir, coco_path=None):
         (default ``./mask_rcnn_coco.h5``), downloaded there with
         ``utils.download_trained_weights`` when missing; unless
         ``config.NUM_CLASSES`` is COCO's 81, exclude is
-        COCO_CLASS_SPECIFIC_LAYERS. "last": the newest complete checkpoint
-        of ``config.NAME`` under ``model_dir``. "imagenet": the Keras
+        the mode's CLASS_SPECIFIC_LAYERS (Mask R-CNN's: COCO_CLASS_SPECIFIC_LAYERS;
+        other modes have no released COCO weights: ValueError). "last": the
+        newest complete checkpoint of ``config.NAME`` under ``model_dir``
+        written by the mode ``config.MODEL`` (its CHECKPOINT_PREFIX). "imagenet": the Keras
         Applications ImageNet weights of ``config.BACKBONE`` (downloaded
         once, see get_imagenet_weights). "none": ``(None, None)``, random
         initialisation. Anything else: the path of a weights file.
@@ -243,24 +245,42 @@ def resolve_weights(spec, config, model_dir, coco_path=None):
     key = spec.lower()
     if key == "none":
         return None, None
+    mode = _mode_class(config)
     if key == "coco":
+        if not getattr(mode, "HAS_COCO_WEIGHTS", True):
+            raise ValueError("There are no released COCO weights for MODEL={!r} (only for "
+                             "mask_rcnn); give imagenet, last, none or a weights file".format(
+                                 getattr(config, "MODEL", None)))
         path = os.path.abspath(coco_path or os.path.join(os.getcwd(), "mask_rcnn_coco.h5"))
         if not os.path.exists(path):
             utils.download_trained_weights(path)
-        exclude = None if config.NUM_CLASSES == COCO_NUM_CLASSES \
-            else list(COCO_CLASS_SPECIFIC_LAYERS)
+        specific = getattr(mode, "CLASS_SPECIFIC_LAYERS", COCO_CLASS_SPECIFIC_LAYERS)
+        exclude = None if config.NUM_CLASSES == COCO_NUM_CLASSES else list(specific)
         return path, exclude
     if key == "last":
         from mrcnn.training import find_last_checkpoint  # the checkpoint naming
         try:
-            return find_last_checkpoint(model_dir, config.NAME), None
+            prefix = getattr(mode, "CHECKPOINT_PREFIX", "mask_rcnn")
+            return find_last_checkpoint(model_dir, config.NAME, prefix), None
         except FileNotFoundError as e:
-            raise FileNotFoundError("{}: no checkpoint of {!r} to continue from; train first "
-                                    "or give coco, imagenet, none or a weights file".format(
-                                        e.strerror or e, config.NAME)) from e
+            raise FileNotFoundError(
+                "{}: no checkpoint of {!r} to continue from (looked for {}_*.h5 files of "
+                "MODEL={!r}); train first or give coco, imagenet, none or a weights "
+                "file".format(e.strerror or e, config.NAME, prefix,
+                              getattr(config, "MODEL", "mask_rcnn"))) from e
     if key == "imagenet":
         return get_imagenet_weights(config.BACKBONE), None
     return spec, None
+
+
+def _mode_class(config):
+    """The ModelBase subclass of config.MODEL, or None when it has none
+    (checked elsewhere: Config.validate)."""
+    from mrcnn import modes
+    try:
+        return modes.mode_class(getattr(config, "MODEL", "mask_rcnn"))
+    except (modes.UnknownModeError, ImportError, TypeError):
+        return None
 
 
 def load_starting_weights(model, path, exclude=None, verbose=1):

@@ -13,6 +13,7 @@ Frames:
 import numpy as np
 
 from mrcnn import boxes as box_utils
+from mrcnn import imaging
 
 
 def unmold_boxes(boxes, window, molded_shape, original_shape):
@@ -46,3 +47,43 @@ def unmold_boxes(boxes, window, molded_shape, original_shape):
     height, width = (int(v) for v in original_shape[:2])
     pixels = box_utils.denorm_boxes(relative, (height, width))
     return np.clip(pixels, 0, [height, width, height, width]).astype(np.int32)
+
+
+def paste_masks(masks, boxes, original_shape, threshold=0.5):
+    """Small per-instance masks -> full-size instance masks.
+
+    masks: [N, h, w] float (e.g. 28 x 28 sigmoid outputs), each covering its
+        box. boxes: [N, (y1, x1, y2, x2)] int pixels of the original image.
+    original_shape: [H, W, ...].
+
+    Returns [H, W, N] bool: each mask resized to its box and thresholded.
+    Filled instance-major (each instance's pixels contiguous) and returned
+    as an [H, W, N] view: stacking N full-image masks along the last axis,
+    as the reference did, cost more than the rest of post-processing.
+    """
+    height, width = (int(v) for v in original_shape[:2])
+    full_masks = np.zeros((len(boxes), height, width), dtype=bool)
+    for i in range(len(boxes)):
+        imaging.paste_mask(masks[i], boxes[i], full_masks[i], threshold=threshold)
+    return np.moveaxis(full_masks, 0, -1)
+
+
+def mold(image, config):
+    """One checked image -> (molded image, image_meta, window).
+
+    image: [H, W, C] as ``data.check_image`` returns it.
+    Returns the image resized and padded as the configuration asks
+    (``utils.resize_image`` with IMAGE_MIN_DIM, IMAGE_MIN_SCALE,
+    IMAGE_MAX_DIM, IMAGE_RESIZE_MODE) minus MEAN_PIXEL as float32
+    ``[h, w, C]``; its ``image_meta`` ``[IMAGE_META_SIZE]`` (image id 0, no
+    active classes: at inference every class is allowed); and the window
+    ``[4]`` int, the original image's pixels in the molded one.
+    """
+    from mrcnn.data import compose_image_meta, mold_image
+    molded, window, scale, _, _ = imaging.resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    molded = mold_image(molded, config)
+    image_meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                    np.zeros([config.NUM_CLASSES], dtype=np.int32))
+    return molded, image_meta, np.asarray(window)

@@ -69,7 +69,7 @@ class WeightsMismatchError(ValueError):
     ``layer_names``: the mismatched layer names, ready for ``exclude=``.
     """
 
-    def __init__(self, filepath, mismatches, hint=None):
+    def __init__(self, filepath, mismatches, hint=None, class_specific=None):
         self.filepath = filepath
         self.mismatches = mismatches
         self.layer_names = [name for name, _ in mismatches]
@@ -78,7 +78,8 @@ class WeightsMismatchError(ValueError):
         for name, problems in mismatches:
             lines.append("  {}: {}".format(name, "; ".join(problems)))
         if hint is None:
-            if all(name in CLASS_SPECIFIC_LAYERS for name in self.layer_names):
+            specific = CLASS_SPECIFIC_LAYERS if class_specific is None else class_specific
+            if all(name in specific for name in self.layer_names):
                 cause = "This usually means a different NUM_CLASSES."
             else:
                 cause = ("The file was trained with another configuration (for example "
@@ -114,7 +115,24 @@ class BackboneMismatchError(WeightsMismatchError):
                 filepath, file_backbone, model_backbone))
 
 
-# Layers whose shapes depend on NUM_CLASSES.
+class WeightsModeError(ValueError):
+    """The file is a checkpoint of another model mode (``file_mode``) than
+    the model's (``model_mode``). Nothing is loaded."""
+
+    def __init__(self, filepath, file_mode, model_mode):
+        self.filepath, self.file_mode, self.model_mode = filepath, file_mode, model_mode
+        super().__init__(
+            "{} is a checkpoint of the {!r} model mode, but this model is {!r}: their layers "
+            "do not correspond. Build the model with MODEL = {!r} (modellib.create_model) to "
+            "use it, or load a {!r} checkpoint.".format(filepath, file_mode, model_mode,
+                                                        file_mode, model_mode))
+
+
+# Root attribute of the checkpoints: the model mode that wrote them.
+MODE_ATTRIBUTE = "mrcnn_mode"
+
+# Layers whose shapes depend on NUM_CLASSES in Mask R-CNN (a mode declares
+# its own as ModelBase.CLASS_SPECIFIC_LAYERS).
 CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
 
@@ -234,7 +252,7 @@ def _write_layer_group(f, layer):
         group.create_dataset(name + ":0", data=np.asarray(var.numpy()))
 
 
-def save_weights(keras_model, filepath):
+def save_weights(keras_model, filepath, mode=None):
     """Write ``keras_model``'s weights to ``filepath`` in the legacy Keras 2
     HDF5 layout (see the module docstring), readable by ``load_weights`` here
     and by Keras 2 ``model.load_weights``.
@@ -253,6 +271,8 @@ def save_weights(keras_model, filepath):
             _write_names_attr(f, "layer_names", [layer.name for layer in keras_model.layers])
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = str(keras.__version__).encode("utf8")
+            if mode:
+                f.attrs[MODE_ATTRIBUTE] = str(mode).encode("utf8")
             for layer in keras_model.layers:
                 _write_layer_group(f, layer)
         fd = os.open(tmp, os.O_RDONLY)
@@ -407,13 +427,14 @@ def name_set(names):
     return set([names] if isinstance(names, str) else (names or ()))
 
 
-def apply_assignments(plan, mismatches, skip_mismatch, filepath, report, hint=None):
+def apply_assignments(plan, mismatches, skip_mismatch, filepath, report, hint=None,
+                      class_specific=None):
     """Raise for mismatches (nothing assigned) or skip them, then assign.
 
     Every value is converted to its variable's dtype before the first
     assignment, so a failure leaves all variables as they were."""
     if mismatches and not skip_mismatch:
-        raise WeightsMismatchError(filepath, mismatches, hint)
+        raise WeightsMismatchError(filepath, mismatches, hint, class_specific)
     converted = []
     for name, assignments in plan:
         try:
@@ -451,7 +472,8 @@ def _resnet_backbone(layer_names):
         blocks, "bottleneck" if bottleneck else "basic")
 
 
-def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismatch=False):
+def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismatch=False,
+                 mode=None, class_specific=None):
     """Load an HDF5 weights file, in either layout, into ``keras_model``.
 
     Reads files written by ``save_weights``, by Keras 2 ``save_weights`` (the
@@ -488,6 +510,11 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
     different layer counts). Every message names the file and what to do.
     All of these are raised before anything is assigned: a failed load
     leaves every weight of the model as it was.
+
+    mode: the model's mode name; a checkpoint written by another mode
+        (``save_weights(..., mode=...)`` records it) raises WeightsModeError
+        naming both. class_specific: the model's class-specific layers, for
+        the "different NUM_CLASSES" hint (default Mask R-CNN's).
     """
     filepath = os.fspath(filepath)
     exclude = name_set(exclude)
@@ -497,6 +524,11 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
     report = LoadReport(filepath)
     with open_weights_file(filepath) as f:
         native = is_native(f)
+        file_mode = None if native else f.attrs.get(MODE_ATTRIBUTE)
+        if isinstance(file_mode, bytes):
+            file_mode = file_mode.decode("utf8")
+        if mode and file_mode and file_mode != mode:
+            raise WeightsModeError(filepath, file_mode, mode)
         if native:
             root, file_groups = native_layer_groups(f, keras_model, filepath)
         else:
@@ -531,7 +563,8 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismat
         from mrcnn.pretrained import load_imagenet_weights  # it imports this module
         return load_imagenet_weights(keras_model, filepath, exclude=exclude,
                                      skip_mismatch=skip_mismatch)
-    apply_assignments(plan, mismatches, skip_mismatch, filepath, report)
+    apply_assignments(plan, mismatches, skip_mismatch, filepath, report,
+                      class_specific=class_specific)
     if report.missing:
         logger.info("%d layers with weights not in %s, left as they were: %s",
                     len(report.missing), filepath, ", ".join(report.missing))

@@ -49,10 +49,10 @@ def block_during_save():
     state = {"saves": 0, "layers": 0}
     original_save = weights.save_weights
 
-    def counting_save(keras_model, filepath):
+    def counting_save(keras_model, filepath, **kwargs):
         state["saves"] += 1
         state["layers"] = 0
-        return original_save(keras_model, filepath)
+        return original_save(keras_model, filepath, **kwargs)
 
     def slow_write(f, layer):
         real(f, layer)
