@@ -58,7 +58,7 @@ def run_case(name, runs, precision):
         MIXED_PRECISION = precision == "bfloat16" and "bfloat16"
 
     keras.utils.set_random_seed(0)
-    model = modellib.MaskRCNN("inference", BenchConfig(), "/tmp/bench_inference_logs")
+    model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
     image = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     for _ in range(2):
         model.detect([image])

@@ -80,7 +80,7 @@ def main():
         DETECTION_MIN_CONFIDENCE = 0.0
 
     keras.utils.set_random_seed(0)
-    model = modellib.MaskRCNN("inference", MemoryConfig(), os.path.join(ROOT, "logs"))
+    model = modellib.create_model("inference", MemoryConfig(), os.path.join(ROOT, "logs"))
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in SHAPES]
     molded_shapes = sorted({model.mold_inputs([im])[0].shape[1:3] for im in images})

@@ -52,7 +52,7 @@ def time_steps(args, dataset, precision):
 
     keras.utils.set_random_seed(0)
     config = BenchConfig()
-    model = modellib.MaskRCNN("training", config, tempfile.mkdtemp(prefix="bench_train_"))
+    model = modellib.create_model("training", config, tempfile.mkdtemp(prefix="bench_train_"))
     iterator = iter(model.training_dataset(dataset, seed=0))
     batches = [next(iterator) for _ in range(args.steps + 2)]
     model.set_trainable(".*", verbose=0)

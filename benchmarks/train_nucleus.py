@@ -92,7 +92,7 @@ def main():
         def on_train_batch_end(self, batch, logs=None):
             StepCounter.steps += 1
 
-    model = modellib.MaskRCNN("training", config, model_dir)
+    model = modellib.create_model("training", config, model_dir)
     history = model.train(dataset_train, dataset_val, config.LEARNING_RATE, epochs=1000,
                           layers="all", augmentation=nucleus.default_augmentation(),
                           custom_callbacks=[TimeBudget(args.minutes * 60, decay_at=(0.8,),
@@ -101,7 +101,7 @@ def main():
                           verbose=2)
     train_seconds = time.time() - start
 
-    infer = modellib.MaskRCNN("inference", inference_config, model_dir)
+    infer = modellib.create_model("inference", inference_config, model_dir)
     checkpoint = infer.find_last()
     infer.load_weights(checkpoint, by_name=True)
     ids = list(dataset_val.image_ids)

@@ -13,10 +13,29 @@ model ``rpn_model`` holding ``rpn_conv_shared``, ``rpn_class_raw`` and
 Tensors are NHWC. Feature map Ck has stride 2**k relative to the input.
 """
 
+import math
+
 import keras
+import numpy as np
 from keras import layers as KL
 
-from mrcnn.data import compute_backbone_shapes  # noqa: F401  (re-exported)
+
+def compute_backbone_shapes(config, image_shape):
+    """Computes the width and height of each stage of the backbone network.
+
+    Returns: [N, (height, width)] int array, one row per BACKBONE_STRIDES
+    entry (ceil(side / stride)), or config.COMPUTE_BACKBONE_SHAPE(image_shape)
+    when config.BACKBONE is a callable.
+    """
+    if callable(config.BACKBONE):
+        return config.COMPUTE_BACKBONE_SHAPE(image_shape)
+    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18", "resnet34"):
+        raise ValueError("BACKBONE={!r} is not supported; use resnet50, resnet101, "
+                         "resnet18, resnet34 or "
+                         "a callable with COMPUTE_BACKBONE_SHAPE".format(config.BACKBONE))
+    return np.array([[int(math.ceil(image_shape[0] / stride)),
+                      int(math.ceil(image_shape[1] / stride))]
+                     for stride in config.BACKBONE_STRIDES])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -34,8 +53,10 @@ class BatchNorm(KL.BatchNormalization):
         return super().call(inputs, training=training)
 
 
-def _bn_training(train_bn):
-    """TRAIN_BN (None/True/False) -> the ``training`` argument for BatchNorm."""
+def bn_training(train_bn):
+    """TRAIN_BN (None/True/False) -> the ``training`` argument for BatchNorm:
+    None lets Keras decide (train mode while fitting), False freezes the
+    statistics. Shared by every head built on the backbone."""
     return None if train_bn is None else bool(train_bn)
 
 
@@ -75,7 +96,7 @@ def identity_block(input_tensor, kernel_size, filters, stage, block,
     train_bn: Boolean (or None). Train or freeze Batch Norm layers
     """
     x = _bottleneck(input_tensor, kernel_size, filters, stage, block, (1, 1),
-                    use_bias, _bn_training(train_bn))
+                    use_bias, bn_training(train_bn))
     x = KL.Add()([x, input_tensor])
     x = KL.Activation('relu', name='res' + str(stage) + block + '_out')(x)
     return x
@@ -88,7 +109,7 @@ def conv_block(input_tensor, kernel_size, filters, stage, block,
     Same arguments as identity_block plus ``strides`` of the first conv
     and of the shortcut. Output: [batch, H/s, W/s, filters[2]].
     """
-    training = _bn_training(train_bn)
+    training = bn_training(train_bn)
     x = _bottleneck(input_tensor, kernel_size, filters, stage, block, strides,
                     use_bias, training)
     nb_filter3 = filters[2]
@@ -110,7 +131,7 @@ def basic_block(input_tensor, filters, stage, block, strides=(1, 1), train_bn=Tr
     ``..._branch1`` for a projection shortcut (when the stride or width
     changes), ``bn...`` twins. Output: [batch, H/s, W/s, filters].
     """
-    training = _bn_training(train_bn)
+    training = bn_training(train_bn)
     conv_name_base = 'res' + str(stage) + block + '_branch'
     bn_name_base = 'bn' + str(stage) + block + '_branch'
     x = KL.Conv2D(filters, (3, 3), strides=strides, padding="same",
@@ -152,7 +173,7 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     if architecture not in RESNET_BLOCKS:
         raise ValueError("Unknown ResNet architecture {!r}; use one of {}".format(
             architecture, ", ".join(RESNET_BLOCKS)))
-    training = _bn_training(train_bn)
+    training = bn_training(train_bn)
     # Stage 1
     x = KL.ZeroPadding2D((3, 3))(input_image)
     x = KL.Conv2D(64, (7, 7), strides=(2, 2), name='conv1', use_bias=True)(x)
@@ -261,71 +282,4 @@ def build_feature_pyramid(input_image, config, train_bn=True, levels=PYRAMID_LEV
 #  Region Proposal Network (RPN)
 ############################################################
 
-def rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_channels=512):
-    """Builds the computation graph of Region Proposal Network.
 
-    feature_map: backbone features [batch, height, width, depth]
-    anchors_per_location: number of anchors per pixel in the feature map
-    anchor_stride: Controls the density of anchors. Typically 1 (anchors for
-                   every pixel in the feature map), or 2 (every other pixel).
-    conv_channels: width of the shared 3x3 convolution (512 in the original
-                   and the released weights; RPN_CONV_CHANNELS).
-
-    Returns:
-        rpn_class_logits: [batch, H * W * anchors_per_location, 2] Anchor classifier logits (before softmax)
-        rpn_probs: [batch, H * W * anchors_per_location, 2] Anchor classifier probabilities.
-        rpn_bbox: [batch, H * W * anchors_per_location, (dy, dx, log(dh), log(dw))] Deltas to be
-                  applied to anchors.
-    """
-    # Shared convolutional base of the RPN
-    shared = KL.Conv2D(conv_channels, (3, 3), padding='same', activation='relu',
-                       strides=anchor_stride,
-                       name='rpn_conv_shared')(feature_map)
-
-    # Anchor Score. [batch, height, width, anchors per location * 2].
-    # The output layers compute in float32 under mixed precision (two 1x1
-    # convolutions with few filters), so scores and deltas keep float32
-    # precision.
-    x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding='valid',
-                  activation='linear', name='rpn_class_raw', dtype="float32")(shared)
-
-    # Reshape to [batch, anchors, 2]
-    rpn_class_logits = KL.Reshape((-1, 2), dtype="float32")(x)
-
-    # Softmax on last dimension of BG/FG.
-    rpn_probs = KL.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
-
-    # Bounding box refinement. [batch, H, W, anchors per location * depth]
-    # where depth is [x, y, log(w), log(h)]
-    x = KL.Conv2D(anchors_per_location * 4, (1, 1), padding="valid",
-                  activation='linear', name='rpn_bbox_pred', dtype="float32")(shared)
-
-    # Reshape to [batch, anchors, 4]
-    rpn_bbox = KL.Reshape((-1, 4), dtype="float32")(x)
-
-    return [rpn_class_logits, rpn_probs, rpn_bbox]
-
-
-def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=512):
-    """Builds a Keras model of the Region Proposal Network.
-    It wraps the RPN graph so it can be used multiple times with shared
-    weights.
-
-    anchors_per_location: number of anchors per pixel in the feature map
-    anchor_stride: Controls the density of anchors. Typically 1 (anchors for
-                   every pixel in the feature map), or 2 (every other pixel).
-    depth: Depth of the backbone feature map.
-    conv_channels: width of the shared convolution (RPN_CONV_CHANNELS).
-
-    Returns a Keras Model object named "rpn_model". The model outputs, when
-    called, are:
-    rpn_class_logits: [batch, H * W * anchors_per_location, 2] Anchor classifier logits (before softmax)
-    rpn_probs: [batch, H * W * anchors_per_location, 2] Anchor classifier probabilities.
-    rpn_bbox: [batch, H * W * anchors_per_location, (dy, dx, log(dh), log(dw))] Deltas to be
-                applied to anchors.
-    """
-    input_feature_map = KL.Input(shape=[None, None, depth],
-                                 name="input_rpn_feature_map")
-    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride,
-                        conv_channels=conv_channels)
-    return keras.Model([input_feature_map], outputs, name="rpn_model")

@@ -271,37 +271,6 @@ def apply_box_deltas(boxes, deltas):
     return np.stack([y1, x1, y2, x2], axis=1)
 
 
-def box_refinement_graph(box, gt_box):
-    """Compute refinement needed to transform box to gt_box (TensorFlow).
-    box and gt_box are [N, (y1, x1, y2, x2)]
-
-    Returns: [N, (dy, dx, log(dh), log(dw))] float32 tensor. Inside the
-    graph nothing is validated: zero-area boxes give Inf/NaN (callers pass
-    only positive ROIs matched to real GT boxes).
-    """
-    import tensorflow as tf
-
-    box = tf.cast(box, tf.float32)
-    gt_box = tf.cast(gt_box, tf.float32)
-
-    height = box[:, 2] - box[:, 0]
-    width = box[:, 3] - box[:, 1]
-    center_y = box[:, 0] + 0.5 * height
-    center_x = box[:, 1] + 0.5 * width
-
-    gt_height = gt_box[:, 2] - gt_box[:, 0]
-    gt_width = gt_box[:, 3] - gt_box[:, 1]
-    gt_center_y = gt_box[:, 0] + 0.5 * gt_height
-    gt_center_x = gt_box[:, 1] + 0.5 * gt_width
-
-    dy = (gt_center_y - center_y) / height
-    dx = (gt_center_x - center_x) / width
-    dh = tf.math.log(gt_height / height)
-    dw = tf.math.log(gt_width / width)
-
-    return tf.stack([dy, dx, dh, dw], axis=1)
-
-
 def box_refinement(box, gt_box):
     """Compute refinement needed to transform box to gt_box.
     box and gt_box are [N, (y1, x1, y2, x2)]. (y2, x2) is

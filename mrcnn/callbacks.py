@@ -16,20 +16,15 @@ import numpy as np
 
 from mrcnn.data import load_image_gt
 from mrcnn.evaluation import compute_ap, compute_ap_range
+from mrcnn.nested import layers_with_weights
+
+
+def _named_layers_with_weights(model):
+    """{name: layer} for every layer with weights, nested models included."""
+    return {layer.name: layer for layer in layers_with_weights(model)}
 
 logger = logging.getLogger(__name__)
 
-
-def _layers_with_weights(model):
-    """{name: layer} for every layer with weights in ``model`` and its
-    nested models (the RPN lives in a nested ``rpn_model``)."""
-    found = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.update(_layers_with_weights(layer))
-        elif layer.weights:
-            found[layer.name] = layer
-    return found
 
 
 def copy_weights(source, target):
@@ -41,8 +36,8 @@ def copy_weights(source, target):
     weight shapes; otherwise ValueError names the layers, and nothing has
     been copied. Returns the number of layers copied.
     """
-    source_layers = _layers_with_weights(source)
-    target_layers = _layers_with_weights(target)
+    source_layers = _named_layers_with_weights(source)
+    target_layers = _named_layers_with_weights(target)
     missing = sorted(name for name in target_layers if name not in source_layers)
     mismatched = []
     plan = []

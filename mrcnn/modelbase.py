@@ -56,12 +56,13 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import modes, pretrained, transform, weights
+from mrcnn import modes, transform, weights
 from mrcnn import training as trainlib
 from mrcnn.data import check_dataset, check_image
 from mrcnn.modes import MODEL_REGISTRY, create_model  # noqa: F401  (re-exported)
 from mrcnn.modes import register_mode as register_model  # noqa: F401  (the old name)
-from mrcnn.pipeline import make_dataset
+from mrcnn.data.pipeline import make_dataset
+from mrcnn.weights import pretrained
 
 logger = logging.getLogger(__name__)
 

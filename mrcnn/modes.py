@@ -21,7 +21,7 @@ import sys
 
 # name -> ModelBase subclass, or "module:Class" imported when first needed.
 MODEL_REGISTRY = {
-    "mask_rcnn": "mrcnn.model:MaskRCNN",
+    "mask_rcnn": "mrcnn.maskrcnn.model:MaskRCNN",
 }
 
 # Heads this package plans to offer; until one is registered a config that

@@ -14,6 +14,8 @@ import numpy as np
 
 from mrcnn import boxes as box_utils
 from mrcnn import imaging
+from mrcnn.data.groundtruth import mold_image
+from mrcnn.image_meta import compose_image_meta
 
 
 def unmold_boxes(boxes, window, molded_shape, original_shape):
@@ -79,7 +81,6 @@ def mold(image, config):
     active classes: at inference every class is allowed); and the window
     ``[4]`` int, the original image's pixels in the molded one.
     """
-    from mrcnn.data import compose_image_meta, mold_image
     molded, window, scale, _, _ = imaging.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)

@@ -24,9 +24,8 @@ import os
 
 from mrcnn.anchors import generate_anchors, generate_pyramid_anchors  # noqa: F401
 from mrcnn.boxes import (apply_box_deltas, box_refinement,  # noqa: F401
-                         box_refinement_graph, compute_iou, compute_overlaps,
-                         denorm_boxes, extract_bboxes, non_max_suppression,
-                         norm_boxes)
+                         compute_iou, compute_overlaps, denorm_boxes, extract_bboxes,
+                         non_max_suppression, norm_boxes)
 from mrcnn.dataset import Dataset, ImageLoadError  # noqa: F401
 from mrcnn.evaluation import (compute_ap, compute_ap_range,  # noqa: F401
                               compute_matches, compute_overlaps_masks,
@@ -85,3 +84,13 @@ def download_trained_weights(coco_model_path, verbose=1, url=COCO_MODEL_URL):
 
 class WeightsDownloadError(RuntimeError):
     """Raised when pretrained weights cannot be downloaded."""
+
+
+def __getattr__(name):
+    """``utils.box_refinement_graph`` (the reference's name), from
+    ``mrcnn.box_ops``, imported on first use so that importing utils does
+    not load TensorFlow."""
+    if name == "box_refinement_graph":
+        from mrcnn.box_ops import box_refinement_graph
+        return box_refinement_graph
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

@@ -25,6 +25,8 @@ from matplotlib import colors as mcolors
 from matplotlib import lines, patches
 from skimage.measure import find_contours
 
+from mrcnn.nested import layers_with_weights
+
 # Backends that cannot open a window (plt.show() would only warn).
 _NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
@@ -473,16 +475,6 @@ def display_table(table):
     return html
 
 
-def _layers_with_weights(model):
-    """Layers of a Keras model that hold weights, nested models flattened."""
-    found = []
-    for layer in model.layers:
-        if getattr(layer, "layers", None):
-            found.extend(_layers_with_weights(layer))
-        elif layer.weights:
-            found.append(layer)
-    return found
-
 
 def display_weight_stats(model):
     """Display and return the shape, min, max and std of every weight.
@@ -496,7 +488,7 @@ def display_weight_stats(model):
     if hasattr(model, "get_trainable_layers"):
         layers = model.get_trainable_layers()
     else:
-        layers = _layers_with_weights(model)
+        layers = layers_with_weights(model)
 
     table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
     for layer in layers:

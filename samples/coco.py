@@ -7,7 +7,7 @@ A port of matterport's ``samples/coco/coco.py``: same names (``CocoConfig``,
 ``CocoDataset.load_coco``, ``auto_download``, ``annToRLE``, ``annToMask``,
 ``build_coco_results``, ``evaluate_coco``) and the same command line. The
 format itself (reading and checking annotation files, masks, results, the
-pycocotools evaluation) is ``mrcnn.cocoformat``; ``build_coco_results``,
+pycocotools evaluation) is ``mrcnn.data.cocoformat``; ``build_coco_results``,
 ``evaluate_coco``, ``coco_stats``, ``STATS_NAMES`` and ``CocoFormatError``
 are importable from here too.
 
@@ -71,9 +71,9 @@ are written back with the JSON's ids); ``file_name`` is relative to
 ``image_dir`` (default: the folder of the JSON file).
 
 Bad input: annotation files are checked and repaired as the
-``mrcnn.cocoformat`` docstring lists (``CocoFormatError`` for broken files;
+``mrcnn.data.cocoformat`` docstring lists (``CocoFormatError`` for broken files;
 unusable annotations dropped with one warning per kind of problem on the
-``mrcnn.cocoformat`` logger, naming the annotation ids). Dropped annotations
+``mrcnn.data.cocoformat`` logger, naming the annotation ids). Dropped annotations
 are left out of the ``COCO`` object that ``load_coco(return_coco=True)``
 returns too, so training and evaluation see the same ground truth. Image
 files missing on disk are reported by ``load_coco`` in one warning on the
@@ -84,12 +84,12 @@ naming the file.
 Differences from the original:
 
 * imgaug's ``Fliplr(0.5)`` is ``albumentations.HorizontalFlip(p=0.5)``;
-* ``evaluate_coco`` and ``build_coco_results``: see ``mrcnn.cocoformat``
+* ``evaluate_coco`` and ``build_coco_results``: see ``mrcnn.data.cocoformat``
   (batched ``detect()``, the ``COCOeval`` objects returned, only the loaded
   categories evaluated, masks scored by mask area, JSON-serialisable
   results); the command line evaluates boxes and masks;
 * a ``--model`` file that does not exist is reported before any data is
-  loaded; ``mrcnn.pretrained.resolve_weights`` resolves the keywords;
+  loaded; ``mrcnn.weights.resolve_weights`` resolves the keywords;
 * ``load_mask`` returns an empty ``[height, width, 0]`` mask for an image
   without instances, without the base class's warning; ``image_reference``
   answers for other sources too (the original returned None);
@@ -112,7 +112,7 @@ import zipfile
 import numpy as np
 
 from mrcnn import cli, utils
-from mrcnn.cocoformat import (STATS_NAMES, CocoFormatError,  # noqa: F401  (re-exported)
+from mrcnn.data.cocoformat import (STATS_NAMES, CocoFormatError,  # noqa: F401  (re-exported)
                               ann_to_mask, ann_to_rle, build_coco_results,
                               clean_coco_annotations, coco_from_dict, coco_stats,
                               evaluate_coco, ids_text, read_coco_json, sorted_ids)
@@ -370,7 +370,7 @@ class CocoDataset(utils.Dataset):
             return info.get("reference_url") or info["path"]
         return super(CocoDataset, self).image_reference(image_id)
 
-    # Methods of the original; mrcnn.cocoformat does the work.
+    # Methods of the original; mrcnn.data.cocoformat does the work.
     def annToRLE(self, ann, height, width):
         """Compressed RLE of an annotation (cocoformat.ann_to_rle)."""
         return ann_to_rle(ann, height, width)
@@ -503,8 +503,8 @@ def _check_args(parser, args):
     elif not os.path.isdir(args.dataset) and not args.download:
         parser.error("COCO dataset directory not found: {}; create it with the annotations/ "
                      "and image folders, or add --download to fetch them".format(args.dataset))
-    # Last: mrcnn.pretrained loads TensorFlow.
-    from mrcnn.pretrained import check_weights_spec
+    # Last: mrcnn.weights loads TensorFlow.
+    from mrcnn.weights.pretrained import check_weights_spec
     try:
         check_weights_spec(args.model)
     except FileNotFoundError as e:
@@ -632,7 +632,7 @@ def main(argv=None, config=None):
     # The model is built only once the data and weights are known to be good.
     from mrcnn import model as modellib
     from mrcnn.utils import WeightsDownloadError
-    from mrcnn.pretrained import load_starting_weights, resolve_weights
+    from mrcnn.weights.pretrained import load_starting_weights, resolve_weights
     try:
         # COCO weights leave the class-specific heads out unless NUM_CLASSES is 81.
         model_path, exclude = resolve_weights(args.model, config, args.logs,

@@ -6,6 +6,7 @@ import pytest
 
 from mrcnn import backbone
 from mrcnn.config import Config
+from mrcnn.maskrcnn import rpn
 
 
 def build(architecture, train_bn=False):
@@ -68,10 +69,10 @@ def test_batchnorm_training_flag_is_honoured():
 
 
 def test_rpn_model_outputs():
-    rpn = backbone.build_rpn_model(1, 3, 32)
-    assert rpn.name == "rpn_model"
-    assert {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"} <= {l.name for l in rpn.layers}
-    logits, probs, bbox = rpn.predict(np.zeros((2, 4, 5, 32), np.float32), verbose=0)
+    model = rpn.build_rpn_model(1, 3, 32)
+    assert model.name == "rpn_model"
+    assert {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"} <= {l.name for l in model.layers}
+    logits, probs, bbox = model.predict(np.zeros((2, 4, 5, 32), np.float32), verbose=0)
     assert logits.shape == (2, 60, 2) and probs.shape == (2, 60, 2) and bbox.shape == (2, 60, 4)
     np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
 

@@ -21,10 +21,12 @@ from keras import layers as KL
 from PIL import Image
 
 from mrcnn import data, utils, weights
+from mrcnn.maskrcnn import targets
+from mrcnn import backbone
 from mrcnn.config import Config
 from mrcnn.dataset import ImageLoadError, read_image_rgb
 from mrcnn.modelbase import ModelBase
-from mrcnn.pipeline import make_dataset
+from mrcnn.data.pipeline import make_dataset
 
 
 class SmallConfig(Config):
@@ -40,7 +42,7 @@ class SmallConfig(Config):
 
 
 def anchors_for(config):
-    shapes = data.compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    shapes = backbone.compute_backbone_shapes(config, config.IMAGE_SHAPE)
     return utils.generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                           shapes, config.BACKBONE_STRIDES,
                                           config.RPN_ANCHOR_STRIDE)
@@ -265,7 +267,7 @@ def test_image_without_usable_instances_gives_no_training_sample():
                             (image, rect_mask((40, 40), (5, 5, 20, 20)))])
 
     def sample(image_id):
-        return data._training_sample(dataset, config, image_id, anchors, 0, False,
+        return targets._training_sample(dataset, config, image_id, anchors, 0, False,
                                      augmentation=None, augment=False)
 
     assert sample(0) is None and sample(1) is None
@@ -365,16 +367,16 @@ def test_build_rpn_targets_ignores_empty_and_outside_gt_boxes():
     anchors = anchors_for(config)
     good = np.array([[8, 8, 40, 40]])
     degenerate = np.array([[8, 8, 40, 40], [30, 30, 30, 40], [500, 500, 520, 520]])
-    match, bbox = data.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1], good, config,
+    match, bbox = targets.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1], good, config,
                                          rng=np.random.default_rng(0))
-    match2, bbox2 = data.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1, 1, 1], degenerate,
+    match2, bbox2 = targets.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1, 1, 1], degenerate,
                                            config, rng=np.random.default_rng(0))
     assert (match == 1).sum() > 0
     np.testing.assert_array_equal(match2, match)
     np.testing.assert_array_equal(bbox2, bbox)
     assert np.all(np.isfinite(bbox2))
     with pytest.raises(ValueError, match=r"compute_overlaps: boxes2 row 0 is inverted"):
-        data.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1], [[40, 8, 8, 40]], config)
+        targets.build_rpn_targets(config.IMAGE_SHAPE, anchors, [1], [[40, 8, 8, 40]], config)
 
 
 def test_nan_values_raise_in_box_utilities():
@@ -517,7 +519,7 @@ def training_batches(dataset, config):
     anchors = anchors_for(config)
 
     def sample(image_id, augmentation):
-        return data._training_sample(dataset, config, image_id, anchors, 0, False,
+        return targets._training_sample(dataset, config, image_id, anchors, 0, False,
                                      augmentation=augmentation, augment=False)
 
     names = ["input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
@@ -531,7 +533,7 @@ def training_batches(dataset, config):
 
 def test_training_skips_broken_images_naming_id_and_path(tmp_path, caplog):
     dataset = training_files(tmp_path, 5, {1: "missing", 3: "text"})
-    with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.pipeline"):
         batches = run_with_timeout(lambda: list(training_batches(dataset, SmallConfig())))
     ids = [int(data.parse_image_meta(b["input_image_meta"].numpy())["image_id"][0])
            for b in batches]
@@ -545,7 +547,7 @@ def test_training_skips_broken_images_naming_id_and_path(tmp_path, caplog):
 
 def test_training_stops_after_consecutive_failures_naming_the_image(tmp_path, caplog):
     dataset = training_files(tmp_path, 8, {i: "missing" for i in range(8)})
-    with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"), \
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.pipeline"), \
             pytest.raises(Exception) as info:
         run_with_timeout(lambda: list(training_batches(dataset, SmallConfig())))
     message = str(info.value)

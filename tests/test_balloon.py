@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrcnn.pretrained import resolve_weights
+from mrcnn.weights.pretrained import resolve_weights
 from via_fixtures import (CIRCLE, H, OVERHANG, RECT, TRIANGLE, W, polygon, polygon_raster,
                           region, write_via1)
 

@@ -18,9 +18,10 @@ from pycocotools import mask as maskUtils
 from coco_fixtures import (B_CAT_MASK, CAT, CAT_BLOB, CAT_CLASS, CROWD_MASK, DOG, DOG_CLASS,
                            DOG_POLY_MASK, DOG_RLE_MASK, L_SHAPE, SIZE, fixture_json,
                            rect_polygon, write_eval_set, write_png)
-from mrcnn import cocoformat, pretrained
+from mrcnn.data import cocoformat
+from mrcnn.weights import pretrained
 from mrcnn.dataset import ImageLoadError
-from mrcnn.pretrained import COCO_CLASS_SPECIFIC_LAYERS
+from mrcnn.weights.pretrained import COCO_CLASS_SPECIFIC_LAYERS
 
 # pycocotools' decode() trips a NumPy 2 deprecation warning on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -15,7 +15,8 @@ from pycocotools import mask as maskUtils
 from coco_fixtures import (CAT, CAT_BLOB, CAT_CLASS, DOG, DOG_CLASS, DOG_POLY_MASK,
                            DOG_RLE_MASK, EVAL_GT, L_SHAPE, SIZE, fixture_json, rect,
                            rect_polygon, write_eval_set)
-from mrcnn import cocoformat, utils
+from mrcnn import utils
+from mrcnn.data import cocoformat
 
 # pycocotools' decode() trips a NumPy 2 deprecation warning on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -77,7 +78,7 @@ def test_bad_structure(tmp_path, data, message):
 
 
 def test_clean_coco_annotations_drops_repairs_and_reports(caplog):
-    with caplog.at_level(logging.WARNING, logger="mrcnn.cocoformat"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.cocoformat"):
         data = cocoformat.clean_coco_annotations(fixture_json(), "fixture.json")
     kept = {a["id"]: a for a in data["annotations"]}
     # 5 (2 points), 7 (unknown category), 8 (empty), 13 (unknown image) go.
@@ -92,7 +93,7 @@ def test_clean_coco_annotations_drops_repairs_and_reports(caplog):
     data = fixture_json()
     data["annotations"] = [dict(data["annotations"][1], segmentation={
         "size": [32, 32], "counts": [0, 1024]})]
-    with caplog.at_level(logging.WARNING, logger="mrcnn.cocoformat"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.cocoformat"):
         assert cocoformat.clean_coco_annotations(data)["annotations"] == []
     assert "size differs from their image's" in caplog.records[-1].getMessage()
 

@@ -9,6 +9,8 @@ import pytest
 import skimage.transform
 
 from mrcnn import data, utils
+from mrcnn.maskrcnn import targets
+from mrcnn import backbone
 from mrcnn.config import Config
 
 
@@ -137,11 +139,11 @@ def test_mold_unmold_round_trip():
 
 def test_compute_backbone_shapes():
     config = TinyConfig()
-    np.testing.assert_array_equal(data.compute_backbone_shapes(config, (100, 64, 3)),
+    np.testing.assert_array_equal(backbone.compute_backbone_shapes(config, (100, 64, 3)),
                                   [[25, 16], [13, 8], [7, 4], [4, 2], [2, 1]])
     config.BACKBONE = lambda *a: None
     config.COMPUTE_BACKBONE_SHAPE = lambda shape: [[shape[0], shape[1]]]
-    assert data.compute_backbone_shapes(config, (10, 20, 3)) == [[10, 20]]
+    assert backbone.compute_backbone_shapes(config, (10, 20, 3)) == [[10, 20]]
 
 
 ############################################################
@@ -304,7 +306,7 @@ def test_build_rpn_targets_hand_made():
     config = RpnConfig()
     gt_class_ids = np.array([1, 2, -1, 0])
     gt_boxes = np.array([GT1, GT2, CROWD, [0, 0, 0, 0]])  # last row: zero padding
-    match, deltas = data.build_rpn_targets((400, 400, 3), ANCHORS, gt_class_ids,
+    match, deltas = targets.build_rpn_targets((400, 400, 3), ANCHORS, gt_class_ids,
                                            gt_boxes, config)
     assert match.dtype == np.int32 and deltas.dtype == np.float32
     assert deltas.shape == (16, 4)
@@ -318,7 +320,7 @@ def test_build_rpn_targets_hand_made():
     assert not deltas[4:].any()
 
     # Without the crowd, anchor 5 is a plain negative.
-    match, _ = data.build_rpn_targets((400, 400, 3), ANCHORS, gt_class_ids[:2],
+    match, _ = targets.build_rpn_targets((400, 400, 3), ANCHORS, gt_class_ids[:2],
                                       gt_boxes[:2], config)
     assert match[5] == -1
 
@@ -330,7 +332,7 @@ def test_build_rpn_targets_caps_positives_and_fills_negatives():
     far = np.array([[200 + 3 * k, 200, 220 + 3 * k, 220] for k in range(30)], dtype=np.float64)
     anchors = np.concatenate([near, far])
     gt_boxes = np.array([GT1])
-    match, deltas = data.build_rpn_targets((400, 400, 3), anchors, np.array([1]), gt_boxes,
+    match, deltas = targets.build_rpn_targets((400, 400, 3), anchors, np.array([1]), gt_boxes,
                                            config, rng=np.random.default_rng(1))
     positive = np.flatnonzero(match == 1)
     assert len(positive) == 4 and set(positive) <= set(range(6))
@@ -339,7 +341,7 @@ def test_build_rpn_targets_caps_positives_and_fills_negatives():
     np.testing.assert_allclose(
         deltas[:4], utils.box_refinement(anchors[positive], gt_boxes[[0, 0, 0, 0]])
         / config.RPN_BBOX_STD_DEV, atol=1e-6)
-    again, _ = data.build_rpn_targets((400, 400, 3), anchors, np.array([1]), gt_boxes,
+    again, _ = targets.build_rpn_targets((400, 400, 3), anchors, np.array([1]), gt_boxes,
                                       config, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(again, match)
 
@@ -347,12 +349,12 @@ def test_build_rpn_targets_caps_positives_and_fills_negatives():
 def test_build_rpn_targets_without_gt_boxes():
     config = RpnConfig()
     anchors = np.array([[10 * k, 0, 10 * k + 8, 8] for k in range(40)], dtype=np.float64)
-    match, deltas = data.build_rpn_targets((400, 400, 3), anchors, np.zeros([0], np.int32),
+    match, deltas = targets.build_rpn_targets((400, 400, 3), anchors, np.zeros([0], np.int32),
                                            np.zeros([0, 4], np.int32), config)
     assert np.sum(match == -1) == 16 and np.sum(match == 1) == 0
     assert not deltas.any()
     # Only a crowd: anchors touching it are neutral, the rest negative.
-    match, _ = data.build_rpn_targets((400, 400, 3), anchors[:10], np.array([-1]),
+    match, _ = targets.build_rpn_targets((400, 400, 3), anchors[:10], np.array([-1]),
                                       np.array([[0, 0, 25, 8]]), config)
     np.testing.assert_array_equal(match, [0, 0, 0] + [-1] * 7)
 
@@ -363,7 +365,7 @@ def test_build_rpn_targets_without_gt_boxes():
 
 def test_generate_random_rois():
     gt_boxes = np.array([[10, 20, 40, 60], [50, 90, 90, 140]], dtype=np.int32)
-    rois = data.generate_random_rois((100, 150, 3), 50, np.array([1, 2]), gt_boxes,
+    rois = targets.generate_random_rois((100, 150, 3), 50, np.array([1, 2]), gt_boxes,
                                      rng=np.random.default_rng(0))
     assert rois.shape == (50, 4) and rois.dtype == np.int32
     assert np.all(rois[:, :2] >= 0) and np.all(rois[:, 2] <= 100) and np.all(rois[:, 3] <= 150)
@@ -376,7 +378,7 @@ def test_generate_random_rois():
     assert np.all(second[:, 1] >= 40) and np.all(second[:, 3] <= 150)
     # No GT boxes: all random. Corners are drawn from [0, side) as in the
     # original, so a 2-pixel-high image gives rows 0..1.
-    rois = data.generate_random_rois((2, 30, 3), 20, np.zeros(0), np.zeros((0, 4)))
+    rois = targets.generate_random_rois((2, 30, 3), 20, np.zeros(0), np.zeros((0, 4)))
     assert rois.shape == (20, 4)
     np.testing.assert_array_equal(rois[:, [0, 2]], np.tile([0, 1], (20, 1)))
 
@@ -413,7 +415,7 @@ def test_build_detection_targets_roi_equal_to_gt_gets_gt_mask():
     masks, class_ids, boxes, background = detection_setup()
     config = HeadConfig()
     rpn_rois = np.concatenate([boxes, background]).astype(np.int32)
-    rois, roi_class_ids, deltas, mask_targets = data.build_detection_targets(
+    rois, roi_class_ids, deltas, mask_targets = targets.build_detection_targets(
         rpn_rois, class_ids, boxes, masks, config, rng=np.random.default_rng(0))
     assert rois.shape == (30, 4) and roi_class_ids.shape == (30,)
     assert deltas.shape == (30, 3, 4) and mask_targets.shape == (30, 28, 28, 3)
@@ -434,7 +436,7 @@ def test_build_detection_targets_roi_equal_to_gt_gets_gt_mask():
     # Mini-masks give (nearly) the same targets.
     config.USE_MINI_MASK = True
     mini = utils.minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
-    m_rois, m_ids, _, m_targets = data.build_detection_targets(
+    m_rois, m_ids, _, m_targets = targets.build_detection_targets(
         rpn_rois, class_ids, boxes, mini, config, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(m_rois, rois)
     agree = (m_targets > 0.5) == (mask_targets > 0.5)
@@ -452,7 +454,7 @@ def test_build_detection_targets_ratio_and_box_targets():
             owner.append(j)
     rpn_rois = np.concatenate([np.array(jittered), background]).astype(np.int32)
     owner_of = {tuple(r): j for r, j in zip(rpn_rois[:40], owner)}
-    rois, roi_class_ids, deltas, _ = data.build_detection_targets(
+    rois, roi_class_ids, deltas, _ = targets.build_detection_targets(
         rpn_rois, class_ids, boxes, masks, config, rng=rng)
     positive = np.flatnonzero(roi_class_ids > 0)
     assert len(positive) == int(30 * 0.33)  # 9 of 30: about ROI_POSITIVE_RATIO
@@ -463,7 +465,7 @@ def test_build_detection_targets_ratio_and_box_targets():
         np.testing.assert_allclose(deltas[i, class_ids[j]], expected, atol=1e-6)
         assert not np.delete(deltas[i], class_ids[j], axis=0).any()
     with pytest.raises(ValueError, match="instances"):
-        data.build_detection_targets(rpn_rois, np.array([0, -1]), boxes, masks, config)
+        targets.build_detection_targets(rpn_rois, np.array([0, -1]), boxes, masks, config)
 
 
 ############################################################
@@ -483,7 +485,7 @@ def tiny_dataset(fail=()):
 
 def test_data_generator_batch_shapes_and_skips_images_without_instances():
     config = TinyConfig()
-    gen = data.data_generator(tiny_dataset(), config, shuffle=False, batch_size=2)
+    gen = targets.data_generator(tiny_dataset(), config, shuffle=False, batch_size=2)
     inputs, outputs = next(gen)
     assert outputs == [] and len(inputs) == 7
     images, metas, rpn_match, rpn_bbox, class_ids, boxes, masks = inputs
@@ -508,7 +510,7 @@ def test_data_generator_batch_shapes_and_skips_images_without_instances():
 def test_data_generator_detection_targets_and_full_masks():
     config = TinyConfig()
     config.USE_MINI_MASK = False
-    gen = data.data_generator(tiny_dataset(), config, shuffle=True, batch_size=2,
+    gen = targets.data_generator(tiny_dataset(), config, shuffle=True, batch_size=2,
                               random_rois=20, detection_targets=True)
     inputs, outputs = next(gen)
     assert len(inputs) == 9 and len(outputs) == 3
@@ -521,7 +523,7 @@ def test_data_generator_detection_targets_and_full_masks():
 
 def test_data_generator_logs_and_skips_failing_images(caplog):
     dataset = tiny_dataset(fail=(3,))
-    gen = data.data_generator(dataset, TinyConfig(), shuffle=False, batch_size=2)
+    gen = targets.data_generator(dataset, TinyConfig(), shuffle=False, batch_size=2)
     with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
         inputs, _ = next(gen)
     np.testing.assert_array_equal(data.parse_image_meta(inputs[1])["image_id"], [0, 0])
@@ -534,7 +536,7 @@ def test_data_generator_logs_and_skips_failing_images(caplog):
 def test_data_generator_raises_after_five_consecutive_failures(caplog):
     dataset = make_dataset(*[dict(shape=(64, 64), rects=TINY_RECTS, fail=True)
                              for _ in range(8)])
-    gen = data.data_generator(dataset, TinyConfig(), shuffle=False)
+    gen = targets.data_generator(dataset, TinyConfig(), shuffle=False)
     with caplog.at_level(logging.WARNING, logger="mrcnn.data"), \
             pytest.raises(IOError, match="cannot decode"):
         next(gen)
@@ -544,4 +546,4 @@ def test_data_generator_raises_after_five_consecutive_failures(caplog):
 def test_data_generator_without_any_instances_raises():
     dataset = make_dataset(dict(shape=(64, 64), rects=[]), dict(shape=(64, 64), rects=[]))
     with pytest.raises(ValueError, match="no usable image"):
-        next(data.data_generator(dataset, TinyConfig()))
+        next(targets.data_generator(dataset, TinyConfig()))

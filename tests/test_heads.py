@@ -4,7 +4,7 @@ import numpy as np
 
 def test_full_window_conv_equals_conv2d():
     import keras
-    from mrcnn.heads import FullWindowConv2D
+    from mrcnn.maskrcnn.heads import FullWindowConv2D
     x = np.random.default_rng(1).normal(size=(5, 7, 7, 6)).astype(np.float32)
     fast = FullWindowConv2D(4, (7, 7), padding="valid", activation="relu")
     plain = keras.layers.Conv2D(4, (7, 7), padding="valid", activation="relu")
@@ -20,7 +20,7 @@ def test_full_window_conv_equals_conv2d():
 
 def test_roi_distributed_folds_rois_into_the_batch():
     import keras
-    from mrcnn.heads import RoiDistributed
+    from mrcnn.roi_heads import RoiDistributed
     x = np.random.default_rng(3).normal(size=(2, 5, 4, 4, 3)).astype(np.float32)
     layer = RoiDistributed(keras.layers.Conv2D(2, 3, padding="same"), name="mrcnn_mask_conv1")
     out = layer(x).numpy()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import layers, utils
+from mrcnn import box_ops, roi_heads, utils
+from mrcnn.maskrcnn import detection, rpn
 from mrcnn.config import Config
 
 
@@ -34,11 +35,11 @@ def test_apply_box_deltas_and_clip_match_numpy():
     boxes = rng.uniform(0, 1, (2, 5, 4)).astype(np.float32)
     boxes[..., 2:] += boxes[..., :2]
     deltas = rng.normal(0, 0.3, (2, 5, 4)).astype(np.float32)
-    out = layers.apply_box_deltas_graph(boxes, deltas).numpy()
+    out = box_ops.apply_box_deltas_graph(boxes, deltas).numpy()
     for b in range(2):
         np.testing.assert_allclose(out[b], utils.apply_box_deltas(boxes[b], deltas[b]),
                                    rtol=1e-5, atol=1e-6)
-    clipped = layers.clip_boxes_graph(tf.constant(out), tf.constant([[0.1, 0.1, 0.9, 0.9],
+    clipped = box_ops.clip_boxes_graph(tf.constant(out), tf.constant([[0.1, 0.1, 0.9, 0.9],
                                                                     [0, 0, 1, 1.]])[:, None]).numpy()
     np.testing.assert_allclose(clipped[0], np.clip(out[0], 0.1, 0.9))
     np.testing.assert_allclose(clipped[1], np.clip(out[1], 0, 1))
@@ -46,9 +47,9 @@ def test_apply_box_deltas_and_clip_match_numpy():
 
 def test_norm_denorm_boxes_graph_match_utils():
     boxes = np.array([[0, 0, 128, 256], [10, 20, 30, 40]], np.float32)
-    norm = layers.norm_boxes_graph(boxes, np.array([128, 256])).numpy()
+    norm = box_ops.norm_boxes_graph(boxes, np.array([128, 256])).numpy()
     np.testing.assert_allclose(norm, utils.norm_boxes(boxes, (128, 256)), rtol=1e-6)
-    np.testing.assert_array_equal(layers.denorm_boxes_graph(norm, np.array([128, 256])).numpy(),
+    np.testing.assert_array_equal(box_ops.denorm_boxes_graph(norm, np.array([128, 256])).numpy(),
                                   boxes.astype(np.int32))
 
 
@@ -62,7 +63,7 @@ def test_proposal_layer_matches_numpy_pipeline():
     probs = np.stack([1 - fg, fg], axis=-1)
     deltas = rng.normal(0, 1, (2, n, 4)).astype(np.float32)
     batch_anchors = np.broadcast_to(anchors, (2, n, 4)).astype(np.float32)
-    layer = layers.ProposalLayer(50, 0.7, pre_nms_limit=400, rpn_bbox_std_dev=[0.1, 0.1, 0.2, 0.2])
+    layer = rpn.ProposalLayer(50, 0.7, pre_nms_limit=400, rpn_bbox_std_dev=[0.1, 0.1, 0.2, 0.2])
     proposals = layer([probs, deltas, batch_anchors]).numpy()
     assert proposals.shape == (2, 50, 4)
     for b in range(2):
@@ -76,7 +77,7 @@ def test_proposal_layer_matches_numpy_pipeline():
     assert stages["pre_nms_anchors"].shape == (2, 400, 4)
     kept = stages["rpn_non_max_suppression"].numpy()
     assert kept.shape == (2, 50) and kept.max() < 400
-    restored = layers.ProposalLayer.from_config(layer.get_config())
+    restored = rpn.ProposalLayer.from_config(layer.get_config())
     np.testing.assert_allclose(restored([probs, deltas, batch_anchors]).numpy(), proposals)
 
 
@@ -94,7 +95,7 @@ def test_batched_nms_matches_numpy_per_image_on_clustered_boxes():
     boxes = np.concatenate([centre + jitter - size / 2, centre + jitter + size / 2],
                            axis=-1).astype(np.float32)
     scores = rng.random((batch, count)).astype(np.float32)
-    keep, valid = layers.batched_nms_padded(tf.constant(boxes), tf.constant(scores),
+    keep, valid = rpn.batched_nms_padded(tf.constant(boxes), tf.constant(scores),
                                             max_out, 0.7)
     keep, valid = keep.numpy(), valid.numpy()
     assert keep.shape == (batch, max_out) and keep.dtype == np.int32
@@ -111,7 +112,7 @@ def test_roi_levels_follow_fpn_formula():
     # smaller stays 2), 448 -> 5, 896 -> 5 (capped).
     sides = np.array([224, 112, 56, 20, 448, 896], np.float32) / 1024
     boxes = np.stack([np.zeros(6), np.zeros(6), sides, sides], axis=1)[None].astype(np.float32)
-    levels = layers.roi_levels_graph(boxes, tf.constant([1024., 1024., 3.])).numpy()
+    levels = roi_heads.roi_levels_graph(boxes, tf.constant([1024., 1024., 3.])).numpy()
     np.testing.assert_array_equal(levels[0], [4, 3, 2, 2, 5, 5])
     expected = np.clip(4 + np.round(np.log2(sides * 1024 / 224)), 2, 5)
     np.testing.assert_array_equal(levels[0], expected)
@@ -122,16 +123,16 @@ def test_pyramid_roi_align_crops_from_the_right_level():
     maps = [rng.random((2, 128 // s, 128 // s, 3)).astype(np.float32) for s in (4, 8, 16, 32)]
     boxes = np.array([[[0.1, 0.1, 0.3, 0.3], [0, 0, 1, 1], [0.2, 0.3, 0.9, 0.7]],
                       [[0.5, 0.5, 0.6, 0.6], [0, 0, 0, 0], [0.0, 0.0, 0.5, 0.5]]], np.float32)
-    layer = layers.PyramidROIAlign([7, 7])
+    layer = roi_heads.PyramidROIAlign([7, 7])
     pooled = layer([boxes, meta_for(batch=2)] + maps).numpy()
     assert pooled.shape == (2, 3, 7, 7, 3)
-    levels = layers.roi_levels_graph(boxes, tf.constant([128., 128., 3.])).numpy()
+    levels = roi_heads.roi_levels_graph(boxes, tf.constant([128., 128., 3.])).numpy()
     for b in range(2):
         for n in range(3):
             fmap = maps[levels[b, n] - 2]
             expected = tf.image.crop_and_resize(fmap[b:b + 1], boxes[b, n:n + 1], [0], [7, 7])
             np.testing.assert_allclose(pooled[b, n], expected.numpy()[0], rtol=1e-5, atol=1e-6)
-    assert layers.PyramidROIAlign.from_config(layer.get_config()).pool_shape == (7, 7)
+    assert roi_heads.PyramidROIAlign.from_config(layer.get_config()).pool_shape == (7, 7)
 
 
 def detection_target_inputs():
@@ -158,7 +159,7 @@ def test_detection_target_layer_against_numpy():
     proposals, gt_class_ids, gt_boxes, masks = detection_target_inputs()
     config = TinyConfig()
     config.USE_MINI_MASK = False
-    layer = layers.DetectionTargetLayer(config)
+    layer = detection.DetectionTargetLayer(config)
     rois, class_ids, deltas, target_masks = [t.numpy() for t in layer(
         [proposals, gt_class_ids, gt_boxes, masks])]
     assert rois.shape == (1, 30, 4) and class_ids.shape == (1, 30)
@@ -183,7 +184,7 @@ def test_detection_target_layer_against_numpy():
     assert (crowd < 0.001).all() and (overlaps[negatives].max(axis=1) < 0.5).all()
     assert not target_masks[0, negatives].any() and not deltas[0, negatives].any()
     assert set(np.unique(target_masks)) <= {0.0, 1.0}
-    restored = layers.DetectionTargetLayer.from_config(layer.get_config())
+    restored = detection.DetectionTargetLayer.from_config(layer.get_config())
     assert restored.settings == layer.settings
 
 
@@ -192,7 +193,7 @@ def test_detection_target_masks_for_a_roi_equal_to_its_gt():
     proposals = gt_boxes[:, :1].copy()          # exactly GT 0
     config = TinyConfig()
     config.USE_MINI_MASK = False
-    rois, class_ids, deltas, target_masks = [t.numpy() for t in layers.DetectionTargetLayer(
+    rois, class_ids, deltas, target_masks = [t.numpy() for t in detection.DetectionTargetLayer(
         config)([proposals, gt_class_ids, gt_boxes, masks])]
     assert class_ids[0, 0] == 1 and np.allclose(deltas[0, 0], 0, atol=1e-5)
     expected = tf.image.crop_and_resize(masks[..., :1].transpose(3, 1, 2, 0).astype(np.float32),
@@ -202,7 +203,7 @@ def test_detection_target_masks_for_a_roi_equal_to_its_gt():
     config.USE_MINI_MASK = True
     mini = np.zeros((1, 56, 56, 5), bool)
     mini[0, :, :, 0] = True
-    _, _, _, mini_targets = [t.numpy() for t in layers.DetectionTargetLayer(config)(
+    _, _, _, mini_targets = [t.numpy() for t in detection.DetectionTargetLayer(config)(
         [proposals, gt_class_ids, gt_boxes, mini])]
     # (crop_and_resize's last sample can land a float ulp outside the mask
     # and read its zero extrapolation value, as in the original.)
@@ -211,7 +212,7 @@ def test_detection_target_masks_for_a_roi_equal_to_its_gt():
 
 def test_detection_target_layer_without_gt_gives_only_negatives():
     proposals, gt_class_ids, gt_boxes, masks = detection_target_inputs()
-    rois, class_ids, deltas, target_masks = layers.DetectionTargetLayer(TinyConfig())(
+    rois, class_ids, deltas, target_masks = detection.DetectionTargetLayer(TinyConfig())(
         [proposals, np.zeros_like(gt_class_ids), np.zeros_like(gt_boxes), masks])
     # No positives means no negatives either (ratio rule), all padding.
     assert not class_ids.numpy().any() and not rois.numpy().any()
@@ -248,7 +249,7 @@ def test_detection_layer_matches_per_class_numpy_nms():
     probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
     deltas = rng.normal(0, 0.5, (n, 4, 4)).astype(np.float32)
     meta = meta_for(window=(10, 0, 118, 128), batch=2)
-    layer = layers.DetectionLayer(config)
+    layer = detection.DetectionLayer(config)
     batch = [np.stack([rois, rois[::-1]]), np.stack([probs, probs[::-1]]),
              np.stack([deltas, deltas[::-1]]), meta]
     out = layer(batch).numpy()
@@ -260,7 +261,7 @@ def test_detection_layer_matches_per_class_numpy_nms():
     np.testing.assert_allclose(out[0, :count], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[1, :count], expected, rtol=1e-4, atol=1e-5)
     assert not out[:, count:].any()
-    assert layers.DetectionLayer.from_config(layer.get_config()).settings == layer.settings
+    assert detection.DetectionLayer.from_config(layer.get_config()).settings == layer.settings
 
 
 def test_overlaps_graph_matches_utils():
@@ -268,16 +269,16 @@ def test_overlaps_graph_matches_utils():
     b1 = rng.uniform(0, 50, (7, 4)).astype(np.float32)
     b1[:, 2:] += b1[:, :2]
     b2 = b1[::-1] + 3
-    np.testing.assert_allclose(layers.overlaps_graph(b1, b2).numpy(),
+    np.testing.assert_allclose(box_ops.overlaps_graph(b1, b2).numpy(),
                                utils.compute_overlaps(b1, b2), rtol=1e-5)
-    assert layers.overlaps_graph(b1, np.zeros((0, 4), np.float32)).shape == (7, 0)
+    assert box_ops.overlaps_graph(b1, np.zeros((0, 4), np.float32)).shape == (7, 0)
 
 
 @pytest.mark.parametrize("cls, args", [
-    (layers.ProposalLayer, dict(proposal_count=10, nms_threshold=0.5)),
-    (layers.PyramidROIAlign, dict(pool_shape=[14, 14])),
-    (layers.DetectionTargetLayer, dict(train_rois_per_image=64)),
-    (layers.DetectionLayer, dict(max_instances=7)),
+    (rpn.ProposalLayer, dict(proposal_count=10, nms_threshold=0.5)),
+    (roi_heads.PyramidROIAlign, dict(pool_shape=[14, 14])),
+    (detection.DetectionTargetLayer, dict(train_rois_per_image=64)),
+    (detection.DetectionLayer, dict(max_instances=7)),
 ])
 def test_layers_serialise(cls, args):
     import keras

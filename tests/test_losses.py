@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import losses
-from mrcnn.layers import apply_box_deltas_graph
+from mrcnn.maskrcnn import losses
+from mrcnn.training import LossLayer
+from mrcnn.box_ops import apply_box_deltas_graph
 
 
 def np_smooth_l1(diff):
@@ -126,7 +127,7 @@ def test_mrcnn_mask_loss_on_positive_slots(rng):
 
 def test_loss_layer_rejects_unknown_name():
     with pytest.raises(ValueError, match="must be one of"):
-        losses.LossLayer(name="my_loss")
+        LossLayer(name="my_loss")
 
 
 def test_box_deltas_cannot_overflow():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrcnn.dataset import Dataset
-from mrcnn.pipeline import make_dataset
+from mrcnn.data.pipeline import make_dataset
 
 SIGNATURE = [("input_id", (1,), np.int64), ("input_flag", (2,), np.float32)]
 
@@ -53,7 +53,7 @@ def test_failed_image_is_logged_with_its_path_and_skipped(caplog):
             raise IOError("cannot read")
         return [np.array([i]), np.zeros(2)]
 
-    with caplog.at_level(logging.WARNING, logger="mrcnn.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.pipeline"):
         data = make_dataset(dataset, sample, SIGNATURE, batch_size=5, shuffle=False,
                             repeat=False)
         assert ids_of(data) == [0, 1, 2, 4, 5]

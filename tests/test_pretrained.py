@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import backbone, pretrained, weights
+from mrcnn import backbone, weights
+from mrcnn.weights import pretrained
 from mrcnn.utils import WeightsDownloadError
 from weights_fixtures import model_groups, to_np, values, write_legacy
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from mrcnn import via
+from mrcnn.data import via
 from via_fixtures import (CIRCLE, ELLIPSE, H, INNER_RECT, OVERHANG, RECT, TRIANGLE, W,
                           ellipse_raster, pixel_centres, polygon, polygon_raster, region,
                           write_via1, write_via2_project)

@@ -10,6 +10,8 @@ import pytest
 from keras import layers as KL
 
 from mrcnn import backbone, weights
+from mrcnn.maskrcnn import rpn
+from mrcnn.weights import hdf5, native
 from weights_fixtures import model_groups, to_np, values, write_legacy
 
 RPN_NAMES = ["rpn_conv_shared/kernel:0", "rpn_conv_shared/bias:0", "rpn_class_raw/kernel:0",
@@ -23,7 +25,7 @@ def small_model(num_classes=4, seed=0):
     x = KL.Conv2D(16, 3, padding="same", name="conv1")(image)
     x = backbone.BatchNorm(name="bn_conv1")(x, training=False)
     x = KL.Activation("relu")(x)
-    rpn_outputs = backbone.build_rpn_model(1, 3, 16)(x)
+    rpn_outputs = rpn.build_rpn_model(1, 3, 16)(x)
     # Heads in the reference were TimeDistributed wrappers: weights live in an
     # inner layer with an auto-generated name.
     x = KL.Reshape((1, 8, 8, 16))(x)
@@ -93,7 +95,7 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         f.create_group(layer.name)
 
-    monkeypatch.setattr(weights, "_write_layer_group", failing)
+    monkeypatch.setattr(hdf5, "_write_layer_group", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         weights.save_weights(small_model(seed=2), path)
     assert path.read_bytes() == before
@@ -204,12 +206,12 @@ def test_long_name_lists_are_chunked_like_keras2(tmp_path):
     """Attributes over the 64 KiB HDF5 header limit are split into names0, names1, ..."""
     names = ["res4{}_branch2a_with_a_long_name_{:05d}".format("x", i) for i in range(3000)]
     with h5py.File(tmp_path / "a.h5", "w") as f:
-        weights._write_names_attr(f, "layer_names", names)
+        hdf5._write_names_attr(f, "layer_names", names)
         assert "layer_names" not in f.attrs and "layer_names1" in f.attrs
-        assert weights._read_names_attr(f, "layer_names") == names
-        weights._write_names_attr(f, "short", ["conv1"])
-        assert weights._read_names_attr(f, "short") == ["conv1"]
-        assert weights._read_names_attr(f, "absent") is None
+        assert hdf5._read_names_attr(f, "layer_names") == names
+        hdf5._write_names_attr(f, "short", ["conv1"])
+        assert hdf5._read_names_attr(f, "short") == ["conv1"]
+        assert hdf5._read_names_attr(f, "absent") is None
 
 
 def test_load_report_prints_counts_not_every_layer():
@@ -307,7 +309,7 @@ def test_native_nested_model_pairs_weights_by_dataset_path(tmp_path):
     source, target = build(1), build(2)
     path = tmp_path / "nested.weights.h5"
     source.save_weights(path)
-    assert [key for key, _ in weights._native_weights(source.get_layer("inner"))] == [
+    assert [key for key, _ in native._native_weights(source.get_layer("inner"))] == [
         "layers/dense/vars/0", "layers/dense/vars/1", "layers/batch_normalization/vars/0",
         "layers/batch_normalization/vars/1", "layers/batch_normalization/vars/2",
         "layers/batch_normalization/vars/3", "layers/dense_1/vars/0", "layers/dense_1/vars/1"]

@@ -23,6 +23,7 @@ import keras  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn import weights  # noqa: E402
+from mrcnn.weights import hdf5  # noqa: E402
 from tiny_models import TinyConfig, shapes_dataset  # noqa: E402
 
 
@@ -45,7 +46,7 @@ class BlockMidEpoch(keras.callbacks.Callback):
 
 
 def block_during_save():
-    real = weights._write_layer_group
+    real = hdf5._write_layer_group
     state = {"saves": 0, "layers": 0}
     original_save = weights.save_weights
 
@@ -61,7 +62,7 @@ def block_during_save():
             f.flush()
             block()
 
-    weights._write_layer_group = slow_write
+    hdf5._write_layer_group = slow_write
     weights.save_weights = counting_save
 
 

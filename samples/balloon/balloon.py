@@ -44,7 +44,7 @@ BalloonInferenceConfig (splash) < config.json beside the checkpoint <
 Annotation files
 ----------------
 VIA 1.x and 2.x files (``via_region_data.json``, VIA 2.x exports and saved
-projects) are read by ``mrcnn.via``, whose docstring gives the formats, the
+projects) are read by ``mrcnn.data.via``, whose docstring gives the formats, the
 shapes (polygon, rect, circle, ellipse) and their pixel conventions, the
 region classes and what happens to bad input. ``via_region_data.json`` is
 used when present, otherwise the only ``*.json`` file of the subset folder
@@ -74,7 +74,8 @@ import os
 
 import numpy as np
 
-from mrcnn import cli, utils, via
+from mrcnn import cli, utils
+from mrcnn.data import via
 from mrcnn.config import Config
 
 # The checkout's root: samples/balloon/balloon.py -> ../..
@@ -144,12 +145,12 @@ class BalloonDataset(utils.Dataset):
 
         dataset_dir: Root directory of the dataset.
         subset: Subset to load: train or val (a sub-folder of dataset_dir).
-        class_attribute, class_names: as in mrcnn.via.load_via_annotations;
+        class_attribute, class_names: as in mrcnn.data.via.load_via_annotations;
             a file without class names has the one class "balloon". Load
             the val subset with the train subset's class_names so the ids
             agree.
         annotation_file: the VIA JSON file name inside the subset folder
-            (default: see mrcnn.via.find_annotation_file).
+            (default: see mrcnn.data.via.find_annotation_file).
 
         Raises FileNotFoundError (missing folder, JSON or image file) and
         ValueError (not VIA annotations, malformed regions, class names that
@@ -456,7 +457,7 @@ def main(argv=None):
         extra = []
     config, sources = cli.config_from_args(parser, args, base, extra=extra)
     from mrcnn.utils import WeightsDownloadError
-    from mrcnn.pretrained import load_starting_weights, resolve_weights
+    from mrcnn.weights.pretrained import load_starting_weights, resolve_weights
     weights = args.weights or "last"
     try:
         weights_path, exclude = resolve_weights(weights, config, args.logs,

@@ -580,7 +580,7 @@ def main(argv=None):
         keep = cli.command_keys(NucleusInferenceConfig, NucleusConfig)
     config, sources = cli.config_from_args(parser, args, base)
     from mrcnn.utils import WeightsDownloadError
-    from mrcnn.pretrained import load_starting_weights, resolve_weights
+    from mrcnn.weights.pretrained import load_starting_weights, resolve_weights
     weights = args.weights or "last"
     try:
         weights_path, exclude = resolve_weights(weights, config, args.logs,

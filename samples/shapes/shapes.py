@@ -487,7 +487,7 @@ def main(argv=None):
             if weights.lower() in ("coco", "imagenet"):
                 parser.error("--weights takes a checkpoint path or 'last', got "
                              "{!r}".format(weights))
-            from mrcnn.pretrained import resolve_weights
+            from mrcnn.weights.pretrained import resolve_weights
             try:
                 path, _ = resolve_weights(weights, config, args.logs)
             except (FileNotFoundError, ValueError) as e:

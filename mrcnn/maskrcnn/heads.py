@@ -1,54 +1,21 @@
 """
-Mask R-CNN
-The second-stage heads: box classifier/regressor and mask predictor.
+Mask R-CNN's box head: the classifier/regressor on pooled ROIs
+(``fpn_classifier_graph``), and the glue layers the graph uses (``NormBoxes``,
+``SliceRois``). The mask head is shared: ``mrcnn.roi_heads``.
 
-Layer names follow the reference (``mrcnn_class_conv1``, ``mrcnn_mask_bn4``,
-``mrcnn_bbox_fc``, ...) so the released weights load by name. The reference
-wrapped every head layer in ``TimeDistributed``; Keras 3's TimeDistributed
-runs the wrapped layer once per ROI in a Python loop, which for 200 ROIs is
-both slow and, for batch normalisation, statistically wrong (statistics per
-ROI slot instead of over all ROIs). ``RoiDistributed`` folds the ROI axis
-into the batch axis instead: one call over ``[batch * num_rois, ...]``, same
-weights, same weight shapes, same output shapes as the reference.
+Layer names follow the reference (``mrcnn_class_conv1``, ``mrcnn_bbox_fc``,
+...) so the released weights load by name. Head layers are wrapped in
+``roi_heads.RoiDistributed`` (the reference's ``TimeDistributed``, folded
+into the batch axis: one call over ``[batch * num_rois, ...]``).
 """
 
 import keras
 from keras import layers as KL
 from keras import ops
 
-from mrcnn.backbone import BatchNorm
-from mrcnn.layers import PyramidROIAlign
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class RoiDistributed(KL.Wrapper):
-    """Apply ``layer`` to every ROI of every image in one call.
-
-    Input: [batch, num_rois, ...]; the wrapped layer sees
-    [batch * num_rois, ...]. Output: [batch, num_rois, ...layer output].
-    The weights are the wrapped layer's, so ``RoiDistributed(Conv2D(...),
-    name="mrcnn_mask_conv1")`` has exactly the weights the reference's
-    ``TimeDistributed`` layer of that name had.
-    """
-
-    def build(self, input_shape):
-        inner_shape = (None,) + tuple(input_shape[2:])
-        if not self.layer.built:
-            self.layer.build(inner_shape)
-        self.built = True
-
-    def call(self, inputs, training=None):
-        shape = ops.shape(inputs)
-        folded = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
-        if isinstance(self.layer, KL.BatchNormalization):
-            outputs = self.layer(folded, training=training)
-        else:
-            outputs = self.layer(folded)
-        return ops.reshape(outputs, (shape[0], shape[1]) + tuple(outputs.shape[1:]))
-
-    def compute_output_shape(self, input_shape):
-        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
-        return tuple(input_shape[:2]) + tuple(inner[1:])
+from mrcnn.backbone import BatchNorm, bn_training
+from mrcnn.box_ops import norm_boxes_graph
+from mrcnn.roi_heads import PyramidROIAlign, RoiDistributed
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -77,11 +44,6 @@ class FullWindowConv2D(KL.Conv2D):
         return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
 
-def _bn_mode(train_bn):
-    """TRAIN_BN -> ``training`` argument: False freezes the statistics."""
-    return None if train_bn is None else bool(train_bn)
-
-
 def fpn_classifier_graph(rois, feature_maps, image_meta,
                          pool_size, num_classes, train_bn=True,
                          fc_layers_size=1024):
@@ -104,7 +66,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
         bbox_deltas: [batch, num_rois, NUM_CLASSES, (dy, dx, log(dh), log(dw))] Deltas to apply to
                      proposal boxes
     """
-    training = _bn_mode(train_bn)
+    training = bn_training(train_bn)
     # ROI Pooling. Shape: [batch, num_rois, POOL_SIZE, POOL_SIZE, channels]
     x = PyramidROIAlign([pool_size, pool_size],
                         name="roi_align_classifier")([rois, image_meta] + feature_maps)
@@ -133,41 +95,6 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(rois, feature_maps, image_meta,
-                         pool_size, num_classes, train_bn=True, conv_channels=256):
-    """Builds the computation graph of the mask head of Feature Pyramid Network.
-
-    rois: [batch, num_rois, (y1, x1, y2, x2)] Proposal boxes in normalized
-          coordinates.
-    feature_maps: List of feature maps from different layers of the pyramid,
-                  [P2, P3, P4, P5]. Each has a different resolution.
-    image_meta: [batch, (meta data)] Image details. See compose_image_meta()
-    pool_size: The width of the square feature map generated from ROI Pooling.
-    num_classes: number of classes, which determines the depth of the results
-    train_bn: Boolean (or None). Train or freeze Batch Norm layers
-    conv_channels: width of the four 3x3 convolutions and the deconvolution
-        (256 in the reference and the released weights; MASK_HEAD_CHANNELS).
-
-    Returns: Masks [batch, num_rois, 2 * pool_size, 2 * pool_size, NUM_CLASSES],
-    per-class probabilities (sigmoid).
-    """
-    training = _bn_mode(train_bn)
-    # ROI Pooling. Shape: [batch, num_rois, MASK_POOL_SIZE, MASK_POOL_SIZE, channels]
-    x = PyramidROIAlign([pool_size, pool_size],
-                        name="roi_align_mask")([rois, image_meta] + feature_maps)
-    for i in range(1, 5):
-        x = RoiDistributed(KL.Conv2D(conv_channels, (3, 3), padding="same"),
-                           name="mrcnn_mask_conv{}".format(i))(x)
-        x = RoiDistributed(BatchNorm(), name='mrcnn_mask_bn{}'.format(i))(x, training=training)
-        x = KL.Activation('relu')(x)
-    x = RoiDistributed(KL.Conv2DTranspose(conv_channels, (2, 2), strides=2, activation="relu"),
-                       name="mrcnn_mask_deconv")(x)
-    # float32 output under mixed precision, as the classifier's.
-    x = RoiDistributed(KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
-                                 dtype="float32"), name="mrcnn_mask", dtype="float32")(x)
-    return x
-
-
 ############################################################
 #  Glue layers (serialisable replacements of the reference's Lambdas)
 ############################################################
@@ -184,7 +111,6 @@ class NormBoxes(KL.Layer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        from mrcnn.layers import norm_boxes_graph
         boxes, image = inputs
         return norm_boxes_graph(ops.cast(boxes, "float32"), ops.shape(image)[1:3])
 

@@ -3,8 +3,8 @@ Mask R-CNN
 Training targets in NumPy: RPN anchor targets (``build_rpn_targets``) and,
 for training the heads without the RPN and for debugging, random proposals
 (``generate_random_rois``) and head targets (``build_detection_targets``).
-``mrcnn.data`` and ``mrcnn.model`` re-export these names, as the original had
-them in ``model.py``.
+Also the reference's Python ``data_generator``. ``mrcnn.model`` re-exports
+these names, as the original had them in ``model.py``.
 
 Frames: boxes are ``[N, (y1, x1, y2, x2)]`` in pixels of the molded image,
 ``y2, x2`` exclusive; deltas are ``[N, (dy, dx, log(dh), log(dw))]`` divided
@@ -13,18 +13,21 @@ background; negative ids are crowds. Every function takes an optional
 ``rng`` (numpy Generator or RandomState; default the global np.random).
 """
 
+import logging
+
 import numpy as np
 
 from mrcnn import utils
+from mrcnn.backbone import compute_backbone_shapes
+from mrcnn.data.groundtruth import (MAX_CONSECUTIVE_ERRORS, ErrorCounter, _describe_image,
+                                    _generator, load_image_gt, mold_image, select_instances)
+
+logger = logging.getLogger(__name__)
 
 
 ############################################################
 #  Random numbers
 ############################################################
-
-def _generator(rng):
-    """rng (np.random.Generator / RandomState) or the global np.random."""
-    return np.random if rng is None else rng
 
 
 def _randint(rng, low, high, size=None):
@@ -276,3 +279,138 @@ def _full_gt_mask(mask, box, config):
     height = max(int(config.IMAGE_SHAPE[0]), int(box[2]))
     width = max(int(config.IMAGE_SHAPE[1]), int(box[3]))
     return utils.expand_mask(box[None], mask[:, :, None], (height, width))[:, :, 0]
+
+
+############################################################
+#  The reference's Python generator
+############################################################
+
+def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None,
+                   random_rois=0, batch_size=1, detection_targets=False,
+                   no_augmentation_sources=None):
+    """A generator (endless, Keras style) of training batches.
+
+    shuffle: shuffle (np.random) at the start of every epoch.
+    augment: (deprecated) random horizontal flips. augmentation:
+        albumentations transform or callable, see load_image_gt().
+    random_rois: if > 0, also yield that many random proposals per image
+        (training the heads without the RPN). detection_targets: with
+        random_rois, also yield build_detection_targets() targets.
+    no_augmentation_sources: sources whose images are never augmented.
+
+    Yields (inputs, outputs). inputs:
+    - images: [batch, H, W, C] float32, molded (mean subtracted)
+    - image_meta: [batch, 12 + NUM_CLASSES] float32, see compose_image_meta()
+    - rpn_match: [batch, num_anchors, 1] int32 (1 / -1 / 0)
+    - rpn_bbox: [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, 4] float32 deltas
+    - gt_class_ids: [batch, MAX_GT_INSTANCES] int32, zero padded
+    - gt_boxes: [batch, MAX_GT_INSTANCES, (y1, x1, y2, x2)] int32, zero padded
+    - gt_masks: [batch, height, width, MAX_GT_INSTANCES] bool; MINI_MASK_SHAPE
+      sized when USE_MINI_MASK
+    - with random_rois: rpn_rois [batch, random_rois, 4] int32; with
+      detection_targets too: rois [batch, TRAIN_ROIS_PER_IMAGE, 4]
+    outputs: [] or, with detection_targets, class ids [batch, rois, 1], box
+    deltas and masks from build_detection_targets().
+
+    Images without instances (no class id > 0) are skipped. Instances beyond
+    MAX_GT_INSTANCES are subsampled (select_instances) after the RPN targets
+    are built from all of them.
+
+    Differs from the original: a failing image is logged (logging.warning,
+    with its id and path) and skipped, and the error re-raised when
+    MAX_CONSECUTIVE_ERRORS (5) images fail in a row (the original counted
+    errors over the whole run and raised at the 6th); a full pass without a
+    usable image raises ValueError instead of looping forever; rpn_bbox and
+    image_meta are float32.
+    """
+    image_ids = np.copy(dataset.image_ids)
+    if len(image_ids) == 0:
+        raise ValueError("data_generator: the dataset has no images (did you call "
+                         "dataset.prepare()?)")
+    no_augmentation_sources = no_augmentation_sources or []
+    backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    anchors = utils.generate_pyramid_anchors(
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
+        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    image_index = -1
+    b = 0  # batch item index
+    errors = ErrorCounter(MAX_CONSECUTIVE_ERRORS, len(np.unique(image_ids)))
+
+    while True:
+        image_index = (image_index + 1) % len(image_ids)
+        if shuffle and image_index == 0:
+            np.random.shuffle(image_ids)
+        image_id = image_ids[image_index]
+        try:
+            source = dataset.image_info[image_id]["source"]
+            sample = _training_sample(
+                dataset, config, image_id, anchors, random_rois, detection_targets,
+                augmentation=None if source in no_augmentation_sources else augmentation,
+                augment=augment)
+            if sample is not None:
+                if b == 0:
+                    # Fresh arrays per batch: a yielded batch is never written again.
+                    batch = [np.zeros((batch_size,) + a.shape, dtype=a.dtype)
+                             for a in sample]
+                for array, value in zip(batch, sample):
+                    array[b] = value
+        except Exception as error:
+            logger.warning("data_generator: skipping %s after an error: %s",
+                           _describe_image(dataset, image_id), error, exc_info=True)
+            if errors.failure():
+                logger.error("data_generator: %d images in a row failed, the last %s; "
+                             "giving up", MAX_CONSECUTIVE_ERRORS,
+                             _describe_image(dataset, image_id))
+                raise
+            sample = None
+        else:
+            errors.success()
+        if errors.usable(image_id, sample is not None):
+            raise ValueError("data_generator: no usable image in a full pass over "
+                             "the dataset: each had no instances (no class id > 0) "
+                             "or failed to load")
+        if sample is None:  # no instances of the classes we train on, or failed
+            continue
+
+        b += 1
+        if b >= batch_size:
+            inputs, outputs = batch[:7], []
+            if random_rois:
+                inputs.append(batch[7])
+                if detection_targets:
+                    inputs.append(batch[8])
+                    outputs = batch[9:12]
+            yield inputs, outputs
+            b = 0
+
+
+def _training_sample(dataset, config, image_id, anchors, random_rois,
+                     detection_targets, augmentation, augment):
+    """One image's arrays in data_generator's batch order (without the batch
+    axis), or None when the image has no instances (no class id > 0)."""
+    image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
+        dataset, config, image_id, augmentation=augmentation,
+        use_mini_mask=config.USE_MINI_MASK, augment=augment)
+    if not np.any(gt_class_ids > 0):
+        return None
+    rpn_match, rpn_bbox = build_rpn_targets(image.shape, anchors, gt_class_ids,
+                                            gt_boxes, config)
+    extra = []
+    if random_rois:
+        rpn_rois = generate_random_rois(image.shape, random_rois, gt_class_ids, gt_boxes)
+        extra.append(rpn_rois)
+        if detection_targets:
+            rois, class_ids, deltas, masks = build_detection_targets(
+                rpn_rois, gt_class_ids, gt_boxes, gt_masks, config)
+            # Keras wants targets with the outputs' rank: class ids [rois, 1].
+            extra += [rois, class_ids[:, np.newaxis], deltas, masks]
+    # RPN targets use every instance; the padded GT arrays hold at most
+    # MAX_GT_INSTANCES of them.
+    max_gt = config.MAX_GT_INSTANCES
+    gt_class_ids, gt_boxes, gt_masks = select_instances(
+        gt_class_ids, gt_boxes, gt_masks, max_gt)
+    pad = max_gt - gt_class_ids.shape[0]
+    return [mold_image(image, config), image_meta, rpn_match[:, np.newaxis], rpn_bbox,
+            np.pad(gt_class_ids.astype(np.int32), (0, pad)),
+            np.pad(gt_boxes.astype(np.int32), ((0, pad), (0, 0))),
+            np.pad(gt_masks.astype(bool), ((0, 0), (0, 0), (0, pad)))] + extra

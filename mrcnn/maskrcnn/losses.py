@@ -12,8 +12,9 @@ nothing to average over (no positive anchors, no positive ROIs).
 import keras
 import tensorflow as tf
 
-from mrcnn.layers import parse_image_meta_graph
-from mrcnn.training import LossLayer, register_loss_function  # noqa: F401  (re-exported)
+from mrcnn.image_meta import parse_image_meta_graph
+from mrcnn.roi_heads import mrcnn_mask_loss_graph
+from mrcnn.training.losses import register_loss_function, safe_mean
 
 
 def smooth_l1_loss(y_true, y_pred):
@@ -24,11 +25,6 @@ def smooth_l1_loss(y_true, y_pred):
     less_than_one = tf.cast(diff < 1.0, tf.float32)
     return (less_than_one * 0.5 * diff ** 2) + (1 - less_than_one) * (diff - 0.5)
 
-
-def _safe_mean(total, count):
-    """total / count, or 0 when count is 0."""
-    count = tf.cast(count, tf.float32)
-    return tf.where(count > 0, total / tf.maximum(count, 1.0), 0.0)
 
 
 def rpn_class_loss_graph(rpn_match, rpn_class_logits):
@@ -45,7 +41,7 @@ def rpn_class_loss_graph(rpn_match, rpn_class_logits):
     used = tf.cast(rpn_match != 0, tf.float32)
     loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=anchor_class, logits=tf.cast(rpn_class_logits, tf.float32))
-    return _safe_mean(tf.reduce_sum(loss * used), tf.reduce_sum(used))
+    return safe_mean(tf.reduce_sum(loss * used), tf.reduce_sum(used))
 
 
 def rpn_bbox_loss_graph(config, target_bbox, rpn_match, rpn_bbox):
@@ -71,7 +67,7 @@ def rpn_bbox_loss_graph(config, target_bbox, rpn_match, rpn_bbox):
     targets = tf.gather(tf.cast(target_bbox, tf.float32), rank, batch_dims=1)
     loss = smooth_l1_loss(targets, tf.cast(rpn_bbox, tf.float32))
     weight = tf.cast(positive, tf.float32)[..., None]
-    return _safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
+    return safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
 
 
 def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids):
@@ -94,7 +90,7 @@ def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids
     pred_active = tf.gather(tf.cast(active_class_ids, tf.float32), pred_class_ids, batch_dims=1)
     loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_class_ids,
                                                           logits=logits)
-    return _safe_mean(tf.reduce_sum(loss * pred_active), tf.reduce_sum(pred_active))
+    return safe_mean(tf.reduce_sum(loss * pred_active), tf.reduce_sum(pred_active))
 
 
 def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):
@@ -112,35 +108,7 @@ def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):
     pred = tf.gather(tf.cast(pred_bbox, tf.float32), tf.maximum(class_ids, 0), batch_dims=2)
     loss = smooth_l1_loss(tf.cast(target_bbox, tf.float32), pred)
     weight = tf.cast(positive, tf.float32)[..., None]
-    return _safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
-
-
-def mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks):
-    """Mask binary cross-entropy loss for the masks head.
-
-    target_masks: [batch, num_rois, height, width].
-        A float32 tensor of values 0 or 1. Uses zero padding to fill array.
-    target_class_ids: [batch, num_rois]. Integer class IDs. Zero padded.
-    pred_masks: [batch, proposals, height, width, num_classes] float32 tensor
-                with values from 0 to 1.
-
-    Binary cross-entropy of the true class's mask, averaged over the pixels
-    of the positive ROIs. ``pred_masks`` may cover only the first
-    ``proposals <= num_rois`` ROIs (the model predicts masks only for the
-    slots that can hold positives; see DetectionTargetLayer); the targets
-    are cut to match.
-    """
-    num = tf.shape(pred_masks)[1]
-    class_ids = tf.cast(target_class_ids[:, :num], tf.int32)
-    targets = tf.cast(target_masks[:, :num], tf.float32)
-    # [batch, num, num_classes, h, w] -> the true class's mask [batch, num, h, w]
-    pred = tf.transpose(tf.cast(pred_masks, tf.float32), [0, 1, 4, 2, 3])
-    pred = tf.gather(pred, tf.maximum(class_ids, 0), batch_dims=2)
-    bce = keras.ops.binary_crossentropy(targets, pred)
-    weight = tf.cast(class_ids > 0, tf.float32)
-    pixels = tf.cast(tf.shape(targets)[2] * tf.shape(targets)[3], tf.float32)
-    total = tf.reduce_sum(tf.reduce_sum(bce, axis=[2, 3]) * weight)
-    return _safe_mean(total, pixels * tf.reduce_sum(weight))
+    return safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

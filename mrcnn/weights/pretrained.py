@@ -15,9 +15,12 @@ import re
 import keras
 
 from mrcnn import utils
+from mrcnn.checkpoints import find_last_checkpoint
+from mrcnn.nested import iter_layers
 from mrcnn.utils import WeightsDownloadError
-from mrcnn.weights import (CLASS_SPECIFIC_LAYERS, LoadReport, apply_assignments, layer_groups,
-                           name_set, open_weights_file, plan_assignments, weights_root)
+from mrcnn.weights.hdf5 import (CLASS_SPECIFIC_LAYERS, LoadReport, apply_assignments,
+                                layer_groups, name_set, open_weights_file, plan_assignments,
+                                weights_root)
 
 logger = logging.getLogger(__name__)
 
@@ -154,14 +157,8 @@ def load_imagenet_weights(keras_model, filepath, architecture=None, exclude=None
     filepath = os.fspath(filepath)
     exclude = name_set(exclude)
     layers_by_name = {}
-
-    def collect(model):
-        for layer in model.layers:
-            layers_by_name.setdefault(layer.name, layer)
-            if isinstance(layer, keras.Model):
-                collect(layer)
-
-    collect(keras_model)
+    for layer in iter_layers(keras_model):
+        layers_by_name.setdefault(layer.name, layer)
     report = LoadReport(filepath)
     with open_weights_file(filepath) as f:
         root = weights_root(f, filepath)
@@ -258,7 +255,6 @@ def resolve_weights(spec, config, model_dir, coco_path=None):
         exclude = None if config.NUM_CLASSES == COCO_NUM_CLASSES else list(specific)
         return path, exclude
     if key == "last":
-        from mrcnn.training import find_last_checkpoint  # the checkpoint naming
         try:
             prefix = getattr(mode, "CHECKPOINT_PREFIX", "mask_rcnn")
             return find_last_checkpoint(model_dir, config.NAME, prefix), None

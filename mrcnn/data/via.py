@@ -5,7 +5,7 @@ region classes, and rasterising region shapes to instance masks.
 
 Used by ``samples/balloon/balloon.py``; any VIA project loads the same way::
 
-    from mrcnn import via
+    from mrcnn.data import via
     annotations = via.load_via_annotations(via.find_annotation_file("data/train"))
     for filename, shapes, class_ids in annotations.images:
         masks = via.shapes_to_masks(shapes, height, width)    # [H, W, N] bool

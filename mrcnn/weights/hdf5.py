@@ -1,17 +1,16 @@
 """
-Mask R-CNN
-Weight files: ``save_weights`` writes the legacy Keras 2 HDF5 layout;
-``load_weights`` reads it and the Keras 3 native ``.weights.h5`` layout.
-Where starting weights come from (ImageNet, the keywords of
-``resolve_weights``) is ``mrcnn.pretrained``; its names stay importable from
-here.
+The legacy Keras 2 HDF5 weights layout, which the checkpoints use and
+``save_weights`` writes, and what every weights file is read into before it
+is checked and assigned (``plan_assignments``, ``apply_assignments``: all
+values checked before any is assigned) with the errors a load can raise.
 
 The released ``mask_rcnn_coco.h5`` is a Keras 2 ``model.save_weights("x.h5")``
-file. Its layout, which ``save_weights`` writes and ``load_weights`` reads:
+file. Its layout:
 
 * root attributes ``layer_names`` (bytes, every top-level layer in model
   order, weightless ones included), ``backend`` and ``keras_version``;
   a full-model Keras 2 file keeps all of this under a ``model_weights`` group;
+  our checkpoints add ``mrcnn_mode``, the model mode that wrote them;
 * one group per top-level layer with attribute ``weight_names``
   (``b"conv1/kernel:0"``, ...) and one dataset per weight at the path given by
   its name under the layer group (``f["conv1"]["conv1"]["kernel:0"]``);
@@ -21,19 +20,6 @@ file. Its layout, which ``save_weights`` writes and ``load_weights`` reads:
 Attribute arrays larger than HDF5's 64 KiB object header are split into
 ``layer_names0``, ``layer_names1``, ... exactly as Keras 2 did.
 
-Keras 3 ``keras_model.save_weights("x.weights.h5")`` writes the native layout:
-no names in group paths, no layer order. Top-level layers are groups
-``layers/<class name in snake case>[_<n>]`` (``layers/conv2d_3``: the fourth
-Conv2D of ``model.layers``), each with the layer's own variables as datasets
-``vars/0``, ``vars/1``, ... and, in recent Keras, the layer name as attribute
-``name`` of ``vars``. Sublayers nest under the attribute that holds them
-(``layers/roi_distributed_4/layer/vars/0``); a nested model nests its layers
-the same way (``layers/functional/layers/conv2d_1/vars/0``). ``load_weights``
-reads each top-level group as that layer's weights, keyed by dataset path,
-and pairs them with the model's variables by those same paths, as Keras 3
-does; files without ``name`` attributes take the name of the model layer at
-the same path.
-
 Everything here works on any ``keras.Model`` by layer names; nothing depends
 on how the model was built.
 """
@@ -42,7 +28,6 @@ import dataclasses
 import errno
 import logging
 import os
-import posixpath
 import re
 import uuid
 
@@ -50,7 +35,7 @@ import h5py
 import keras
 import numpy as np
 
-from mrcnn.utils import WeightsDownloadError  # noqa: F401  (re-exported)
+from mrcnn.nested import layers_with_weights
 
 logger = logging.getLogger(__name__)
 
@@ -180,17 +165,10 @@ def _named_weights(layer):
     every name is a distinct HDF5 dataset.
     """
     owner = {}
-
-    def walk(model):
-        for inner in model.layers:
-            if isinstance(inner, keras.Model):
-                walk(inner)
-            else:
-                for var in inner.weights:
-                    owner.setdefault(id(var), inner.name)
-
     if isinstance(layer, keras.Model):
-        walk(layer)
+        for inner in layers_with_weights(layer):
+            for var in inner.weights:
+                owner.setdefault(id(var), inner.name)
     named, seen = [], set()
     for var in layer.weights:
         name = "{}/{}".format(owner.get(id(var), layer.name), var.name)
@@ -309,6 +287,11 @@ def open_weights_file(filepath):
         return h5py.File(filepath, "r")
     except OSError as e:
         raise _unreadable(filepath, e) from e
+
+
+def is_native(f):
+    """Whether the open HDF5 file is in Keras 3's native layout."""
+    return ("layers" in f or "vars" in f) and _read_names_attr(f, "layer_names") is None
 
 
 def weights_root(f, filepath):
@@ -449,282 +432,3 @@ def apply_assignments(plan, mismatches, skip_mismatch, filepath, report, hint=No
         for var, value in assignments:
             var.assign(value)
         report.loaded.append(name)
-
-
-_STAGE4_BLOCK = re.compile(r"^res4([a-z])_branch2a$")
-_BOTTLENECK_LAYER = re.compile(r"^res[2-5][a-z]_branch2c$")
-
-
-def _resnet_backbone(layer_names):
-    """"resnet50", "resnet101", "resnet18", "resnet34" (or a description of
-    another ResNet) from reference layer names; None without ResNet stage-4
-    layers (a custom backbone, or a file without a backbone)."""
-    from mrcnn.backbone import BASIC_BLOCK_RESNETS, RESNET_BLOCKS
-
-    blocks = sum(1 for name in layer_names if _STAGE4_BLOCK.match(name))
-    if not blocks:
-        return None
-    bottleneck = any(_BOTTLENECK_LAYER.match(name) for name in layer_names)
-    for architecture, counts in RESNET_BLOCKS.items():
-        if counts[2] == blocks and (architecture not in BASIC_BLOCK_RESNETS) == bottleneck:
-            return architecture
-    return "ResNet with {} stage-4 {} blocks".format(
-        blocks, "bottleneck" if bottleneck else "basic")
-
-
-def load_weights(keras_model, filepath, by_name=False, exclude=None, skip_mismatch=False,
-                 mode=None, class_specific=None):
-    """Load an HDF5 weights file, in either layout, into ``keras_model``.
-
-    Reads files written by ``save_weights``, by Keras 2 ``save_weights`` (the
-    released ``mask_rcnn_coco.h5``), Keras 2 full-model ``.h5`` files and Keras 3
-    ``save_weights("x.weights.h5")`` files (the native layout, see the module
-    docstring; its layer order is Keras 3's: the n-th layer of each class).
-
-    by_name: False pairs the model's top-level layers that have weights with
-        the file's layer groups that have weights, in order (counts must
-        match). True loads each layer from the group of the same name; layers
-        the file lacks stay as they are (``report.missing``, logged at info).
-    exclude: top-level layer names to leave untouched (e.g. the class-specific
-        heads when NUM_CLASSES differs).
-    skip_mismatch: skip layers whose shapes differ, with a warning, instead of
-        raising WeightsMismatchError (and load despite a BackboneMismatchError,
-        with a warning).
-
-    Inside a layer group, weights are assigned in ``weight_names`` order to
-    ``layer.weights`` (by inner-layer name for nested models when the names
-    match; by dataset path in a Keras 3 file). Every layer is checked before
-    anything is assigned, so an error leaves the model unchanged.
-
-    A Keras Applications ResNet file (``conv1_conv``, ``conv2_block1_1_conv``,
-    ...) loaded by_name goes through ``mrcnn.pretrained.load_imagenet_weights``, so the
-    reference's ``load_weights(get_imagenet_weights(), by_name=True)`` works.
-
-    Returns: LoadReport. Raises FileNotFoundError, WeightsFileError (not a
-    readable weights file: not HDF5, truncated, neither layout, a
-    layer group without its datasets or with non-numeric data),
-    BackboneMismatchError (the file and the model have different ResNet
-    backbones, e.g. resnet50 weights for a resnet101 model, which by name
-    would otherwise load partly and silently), WeightsMismatchError (shapes
-    differ, e.g. another NUM_CLASSES) or ValueError (by_name=False with
-    different layer counts). Every message names the file and what to do.
-    All of these are raised before anything is assigned: a failed load
-    leaves every weight of the model as it was.
-
-    mode: the model's mode name; a checkpoint written by another mode
-        (``save_weights(..., mode=...)`` records it) raises WeightsModeError
-        naming both. class_specific: the model's class-specific layers, for
-        the "different NUM_CLASSES" hint (default Mask R-CNN's).
-    """
-    filepath = os.fspath(filepath)
-    exclude = name_set(exclude)
-    model_layers = [layer for layer in keras_model.layers if layer.weights]
-    if not model_layers:
-        raise ValueError("The model has no weights yet; build it before loading weights.")
-    report = LoadReport(filepath)
-    with open_weights_file(filepath) as f:
-        native = is_native(f)
-        file_mode = None if native else f.attrs.get(MODE_ATTRIBUTE)
-        if isinstance(file_mode, bytes):
-            file_mode = file_mode.decode("utf8")
-        if mode and file_mode and file_mode != mode:
-            raise WeightsModeError(filepath, file_mode, mode)
-        if native:
-            root, file_groups = native_layer_groups(f, keras_model, filepath)
-        else:
-            root = weights_root(f, filepath)
-            file_groups = layer_groups(root, filepath)
-        weight_names = dict(file_groups)
-        # The reference loaded ImageNet weights with load_weights(by_name=True);
-        # today's Keras Applications files use other layer names, so map them.
-        keras_apps = (by_name and not native and "conv1_conv" in weight_names
-                      and not any(layer.name == "conv1_conv" for layer in model_layers))
-        if not keras_apps:
-            _check_backbone(file_groups, model_layers, skip_mismatch, filepath)
-        if keras_apps:
-            pairs = []
-        elif by_name:
-            pairs = []
-            for layer in model_layers:
-                if layer.name in exclude:
-                    report.skipped.append(layer.name)
-                elif layer.name in weight_names:
-                    pairs.append((layer, layer.name))
-                else:
-                    report.missing.append(layer.name)
-        else:
-            pairs = _pair_by_order(model_layers, file_groups, exclude, filepath, report)
-        plan, mismatches = plan_assignments(
-            root, [(layer, group, weight_names[group]) for layer, group in pairs], filepath,
-            _native_weights if native else _named_weights)
-    if keras_apps:
-        logger.info("%s holds Keras Applications ResNet weights; mapping its layer names",
-                    filepath)
-        from mrcnn.pretrained import load_imagenet_weights  # it imports this module
-        return load_imagenet_weights(keras_model, filepath, exclude=exclude,
-                                     skip_mismatch=skip_mismatch)
-    apply_assignments(plan, mismatches, skip_mismatch, filepath, report,
-                      class_specific=class_specific)
-    if report.missing:
-        logger.info("%d layers with weights not in %s, left as they were: %s",
-                    len(report.missing), filepath, ", ".join(report.missing))
-    return report
-
-
-def _check_backbone(file_groups, model_layers, skip_mismatch, filepath):
-    """BackboneMismatchError (a warning with skip_mismatch) when the file's
-    and the model's ResNet backbones differ."""
-    file_backbone = _resnet_backbone([name for name, _ in file_groups])
-    model_backbone = _resnet_backbone([layer.name for layer in model_layers])
-    if file_backbone and model_backbone and file_backbone != model_backbone:
-        error = BackboneMismatchError(filepath, file_backbone, model_backbone)
-        if not skip_mismatch:
-            raise error
-        logger.warning("%s", error)
-
-
-############################################################
-#  Keras 3 native layout
-############################################################
-
-def is_native(f):
-    """Whether the open HDF5 file is in Keras 3's native layout."""
-    return ("layers" in f or "vars" in f) and _read_names_attr(f, "layer_names") is None
-
-
-def _natural_key(text):
-    """``conv2d_10`` after ``conv2d_9``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def _snake_case(name):
-    """Keras 3's group name for a class (``keras.src.utils.naming.to_snake_case``)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _children(obj):
-    """``(attribute, child)`` in the order Keras 3 saving visits them (the
-    walk that defines the layout; only models' ``layers`` without it)."""
-    try:
-        from keras.src.saving import saving_lib
-        return saving_lib._walk_saveable(obj)
-    except (ImportError, AttributeError):
-        return [("layers", obj.layers)] if isinstance(obj, keras.Model) else []
-
-
-def _is_saveable(item):
-    try:
-        from keras.src.saving.keras_saveable import KerasSaveable
-    except ImportError:
-        KerasSaveable = keras.layers.Layer
-    return isinstance(item, KerasSaveable)
-
-
-def _container_paths(items, path):
-    """Keras 3's group paths for a list of saveables (snake-case class name,
-    ``_1``, ``_2``, ... on repeats; nested lists are ``container``)."""
-    used, paths = {}, []
-    for item in items:
-        if isinstance(item, (list, tuple, dict)):
-            base = "container"
-        elif _is_saveable(item):
-            base = _snake_case(item.__class__.__name__)
-        else:
-            continue
-        used[base] = used.get(base, -1) + 1
-        name = base if not used[base] else "{}_{}".format(base, used[base])
-        paths.append((posixpath.join(path, name), item))
-    return paths
-
-
-def _native_keys(obj, path, out, seen):
-    """Append ``(dataset path, variable)`` for ``obj`` and its sublayers as
-    Keras 3 writes them: own variables at ``path/vars/<i>``, children below.
-    ``seen`` maps id to object: visited objects stay alive, so ids stay unique."""
-    if id(obj) in seen:
-        return
-    seen[id(obj)] = obj
-    if isinstance(obj, (list, tuple, dict)):
-        items = list(obj.values()) if isinstance(obj, dict) else obj
-        for child_path, item in _container_paths(items, path):
-            _native_keys(item, child_path, out, seen)
-        return
-    if not isinstance(obj, keras.layers.Layer):
-        return  # optimizers, metrics, seed generators: nothing in layer.weights
-    own = {}
-    obj.save_own_variables(own)
-    out.extend((posixpath.join(path, "vars", key), value) for key, value in own.items())
-    for attr, child in _children(obj):
-        if isinstance(child, (keras.layers.Layer, list, tuple, dict)):
-            _native_keys(child, posixpath.join(path, attr), out, seen)
-
-
-def _native_weights(layer):
-    """``[(dataset path relative to the layer's group, variable)]`` in
-    ``layer.weights`` order (``layer/vars/0`` for a wrapped Dense)."""
-    found = []
-    _native_keys(layer, "", found, {})
-    path_of = {id(value): key for key, value in found}
-    return [(path_of.get(id(var), var.path), var) for var in layer.weights]
-
-
-def _native_datasets(group):
-    """Dataset paths under ``group``: ``vars/<i>`` in index order, then the
-    subgroups' in natural order."""
-    keys = []
-    for name in sorted(group, key=_natural_key):
-        item = group[name]
-        if name == "vars" and isinstance(item, h5py.Group):
-            keys[:0] = ["vars/" + k for k in sorted(item, key=_natural_key)
-                        if isinstance(item[k], h5py.Dataset)]
-        elif isinstance(item, h5py.Group):
-            keys += [name + "/" + k for k in _native_datasets(item)]
-    return keys
-
-
-def native_layer_groups(f, keras_model, filepath):
-    """``(root, [(layer_name, [dataset path, ...])])`` for a Keras 3 native
-    file's top-level layers that have weights; ``root[layer_name]`` is the
-    layer's group. The file keeps no order: groups at the path of one of the
-    model's layers come in model order, then the others in natural order."""
-    model_paths = dict(_container_paths(keras_model.layers, ""))
-    entries = {}
-    try:
-        layers = f["layers"] if "layers" in f else {}
-        for path in sorted(layers, key=_natural_key):
-            group = layers[path]
-            keys = _native_datasets(group) if isinstance(group, h5py.Group) else []
-            if not keys:
-                continue
-            name = group["vars"].attrs.get("name") if "vars" in group else None
-            if name is None:
-                name = model_paths[path].name if path in model_paths else "layers/" + path
-            entries[path] = (name.decode("utf8") if isinstance(name, bytes) else str(name),
-                             group, keys)
-    except (KeyError, OSError, RuntimeError) as e:
-        raise _unreadable(filepath, e) from e
-    order = [p for p in model_paths if p in entries]
-    order += [p for p in entries if p not in model_paths]
-    root = {entries[p][0]: entries[p][1] for p in order}
-    return root, [(entries[p][0], entries[p][2]) for p in order]
-
-
-############################################################
-#  Names that moved to mrcnn.pretrained
-############################################################
-
-_PRETRAINED_NAMES = frozenset((
-    "IMAGENET_WEIGHTS", "get_imagenet_weights", "imagenet_layer_name", "load_imagenet_weights",
-    "WEIGHTS_KEYWORDS", "COCO_NUM_CLASSES", "COCO_CLASS_SPECIFIC_LAYERS", "check_weights_spec",
-    "resolve_weights", "load_starting_weights"))
-
-
-def __getattr__(name):
-    """``mrcnn.weights.resolve_weights`` and the other names above, from
-    ``mrcnn.pretrained`` (imported on first use: it imports this module)."""
-    if name in _PRETRAINED_NAMES:
-        from mrcnn import pretrained
-        return getattr(pretrained, name)
-    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

@@ -29,7 +29,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.data import MAX_CONSECUTIVE_ERRORS, _describe_image
+from mrcnn.data.groundtruth import MAX_CONSECUTIVE_ERRORS, ErrorCounter, _describe_image
 
 logger = logging.getLogger(__name__)
 
@@ -65,38 +65,6 @@ atexit.register(_release_iterators_at_exit)
 class DataLoadError(RuntimeError):
     """Too many images in a row failed to load; the message names the last
     one (id, source, path) and its error."""
-
-
-class _ErrorCounter:
-    """Consecutive failures, and the images skipped since the last usable
-    one, across the parallel loader threads."""
-
-    def __init__(self, limit, image_count):
-        self.limit = limit
-        self.image_count = image_count
-        self.count = 0
-        self.unusable = set()
-        self.lock = threading.Lock()
-
-    def success(self):
-        with self.lock:
-            self.count = 0
-
-    def failure(self):
-        """Count one failure; True when the limit is reached."""
-        with self.lock:
-            self.count += 1
-            return self.count >= self.limit
-
-    def usable(self, image_id, is_usable):
-        """Record whether an image gave a sample; True when every image of
-        the dataset has been skipped since the last usable one."""
-        with self.lock:
-            if is_usable:
-                self.unusable.clear()
-                return False
-            self.unusable.add(image_id)
-            return len(self.unusable) >= self.image_count
 
 
 def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
@@ -137,7 +105,7 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     names = [name for name, _, _ in signature]
     shapes = [tuple(int(s) for s in shape) for _, shape, _ in signature]
     dtypes = [np.dtype(dtype) for _, _, dtype in signature]
-    errors = _ErrorCounter(MAX_CONSECUTIVE_ERRORS, len(np.unique(image_ids)))
+    errors = ErrorCounter(MAX_CONSECUTIVE_ERRORS, len(np.unique(image_ids)))
 
     def load(image_id):
         image_id = int(image_id)

@@ -7,7 +7,7 @@ official COCO evaluation (pycocotools).
 Usable for any dataset in the COCO format; ``samples/coco.py`` builds its
 ``CocoDataset`` and evaluation on it::
 
-    from mrcnn import cocoformat
+    from mrcnn.data import cocoformat
     data = cocoformat.clean_coco_annotations(cocoformat.read_coco_json("train.json"))
     coco = cocoformat.coco_from_dict(data)      # pycocotools COCO of the checked data
     mask = cocoformat.ann_to_mask(data["annotations"][0], height, width)
@@ -21,7 +21,7 @@ Datasets: functions that take a ``mrcnn.utils.Dataset`` need image_info
 entries whose ``id`` is the COCO image id and classes of source
 ``class_source`` (default "coco") whose ids are the COCO category ids.
 
-Bad input, handled deliberately (warnings go to the ``mrcnn.cocoformat``
+Bad input, handled deliberately (warnings go to the ``mrcnn.data.cocoformat``
 logger, one message per kind of problem, naming the annotation ids):
 
 * malformed JSON: ``CocoFormatError`` naming the file, line and column;

@@ -1,9 +1,10 @@
 """
-Mask R-CNN
-Training data in NumPy (no TensorFlow): ground truth loading, image meta
-data and the compatibility Python generator; the RPN and detection targets
-are in ``mrcnn.targets`` (re-exported here). ``mrcnn.model`` re-exports the
-names the original had in ``model.py``.
+Ground truth in NumPy (no TensorFlow), for every model mode: checking
+images and datasets, loading an image with its boxes and masks
+(``load_image_gt``), molding, instance subsampling and the data-error policy
+(``ErrorCounter``). Mask R-CNN's targets and the reference's
+``data_generator`` are ``mrcnn.maskrcnn.targets``; ``mrcnn.model``
+re-exports the names the original had in ``model.py``.
 
 Frames: boxes are ``[N, (y1, x1, y2, x2)]`` in pixels of the *molded* image
 (after ``utils.resize_image``: scaled, padded or cropped), ``y2, x2``
@@ -18,12 +19,12 @@ NumPy >= 1.24) is not supported.
 import logging
 import math
 import random
+import threading
 
 import numpy as np
 
 from mrcnn import utils
-from mrcnn.targets import (_generator, build_detection_targets,  # noqa: F401  (re-exported)
-                           build_rpn_targets, generate_random_rois)
+from mrcnn.image_meta import compose_image_meta, parse_image_meta  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -34,52 +35,6 @@ MAX_CONSECUTIVE_ERRORS = 5
 ############################################################
 #  Image meta data and molding
 ############################################################
-
-def compose_image_meta(image_id, original_image_shape, image_shape,
-                       window, scale, active_class_ids):
-    """Takes attributes of an image and puts them in one 1D array.
-
-    image_id: int ID of the image. original_image_shape, image_shape:
-    [H, W, C] before / after resizing and padding. window: (y1, x1, y2, x2)
-    of the real image (excluding padding) in molded-image pixels. scale: the
-    resize factor. active_class_ids: [NUM_CLASSES] 1 for the classes of the
-    image's dataset source.
-
-    Returns: [12 + NUM_CLASSES] float32: [image_id, original_image_shape(3),
-    image_shape(3), window(4), scale, active_class_ids(NUM_CLASSES)].
-
-    Differs from the original: always float32 (the original's np.array() gave
-    int64 or float64 depending on the inputs); integers up to 2**24 are exact.
-    """
-    parts = [np.ravel(image_id), np.ravel(original_image_shape),
-             np.ravel(image_shape), np.ravel(window), np.ravel(scale),
-             np.ravel(active_class_ids)]
-    sizes = [p.size for p in parts[:5]]
-    if sizes != [1, 3, 3, 4, 1]:
-        raise ValueError("compose_image_meta: expected 1 id, 3 + 3 shape values, 4 "
-                         "window values and 1 scale, got sizes {}".format(sizes))
-    return np.concatenate([p.astype(np.float64) for p in parts]).astype(np.float32)
-
-
-def parse_image_meta(meta):
-    """Parses an array that contains image attributes to its components.
-    See compose_image_meta() for more details.
-
-    meta: [batch, 12 + NUM_CLASSES] (or one row, giving values without the
-    batch axis). Returns a dict, with the original's dtypes: image_id [batch],
-    original_image_shape [batch, 3], image_shape [batch, 3], window
-    [batch, (y1, x1, y2, x2)] and active_class_ids [batch, NUM_CLASSES] int32;
-    scale [batch] float32.
-    """
-    meta = np.asarray(meta)
-    return {
-        "image_id": meta[..., 0].astype(np.int32),
-        "original_image_shape": meta[..., 1:4].astype(np.int32),
-        "image_shape": meta[..., 4:7].astype(np.int32),
-        "window": meta[..., 7:11].astype(np.int32),
-        "scale": meta[..., 11].astype(np.float32),
-        "active_class_ids": meta[..., 12:].astype(np.int32),
-    }
 
 
 def check_image(image, channel_count=3):
@@ -183,22 +138,9 @@ def unmold_image(normalized_images, config):
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
-def compute_backbone_shapes(config, image_shape):
-    """Computes the width and height of each stage of the backbone network.
-
-    Returns: [N, (height, width)] int array, one row per BACKBONE_STRIDES
-    entry (ceil(side / stride)), or config.COMPUTE_BACKBONE_SHAPE(image_shape)
-    when config.BACKBONE is a callable.
-    """
-    if callable(config.BACKBONE):
-        return config.COMPUTE_BACKBONE_SHAPE(image_shape)
-    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18", "resnet34"):
-        raise ValueError("BACKBONE={!r} is not supported; use resnet50, resnet101, "
-                         "resnet18, resnet34 or "
-                         "a callable with COMPUTE_BACKBONE_SHAPE".format(config.BACKBONE))
-    return np.array([[int(math.ceil(image_shape[0] / stride)),
-                      int(math.ceil(image_shape[1] / stride))]
-                     for stride in config.BACKBONE_STRIDES])
+def _generator(rng):
+    """rng (np.random.Generator / RandomState) or the global np.random."""
+    return np.random if rng is None else rng
 
 
 def select_instances(class_ids, bbox, mask, max_instances, rng=None):
@@ -266,6 +208,41 @@ def check_dataset(dataset, config, name="dataset", reference=None):
                 "would not mean the same thing in both; add the same classes, in the same "
                 "order, to both datasets".format(name, dataset.class_names,
                                                  reference.class_names))
+
+
+class ErrorCounter:
+    """The data-error policy of every training input path (the tf.data
+    pipeline and the reference's ``data_generator``): count failures in a
+    row (``failure()`` says when MAX_CONSECUTIVE_ERRORS is reached) and the
+    images skipped since the last usable one (``usable()`` says when a full
+    pass has none), safely across parallel loader threads."""
+
+    def __init__(self, limit, image_count):
+        self.limit = limit
+        self.image_count = image_count
+        self.count = 0
+        self.unusable = set()
+        self.lock = threading.Lock()
+
+    def success(self):
+        with self.lock:
+            self.count = 0
+
+    def failure(self):
+        """Count one failure; True when the limit is reached."""
+        with self.lock:
+            self.count += 1
+            return self.count >= self.limit
+
+    def usable(self, image_id, is_usable):
+        """Record whether an image gave a sample; True when every image of
+        the dataset has been skipped since the last usable one."""
+        with self.lock:
+            if is_usable:
+                self.unusable.clear()
+                return False
+            self.unusable.add(image_id)
+            return len(self.unusable) >= self.image_count
 
 
 def _describe_image(dataset, image_id):
@@ -436,136 +413,4 @@ def load_image_gt(dataset, config, image_id, augmentation=None,
 #  Python generator (kept for compatibility)
 ############################################################
 
-def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None,
-                   random_rois=0, batch_size=1, detection_targets=False,
-                   no_augmentation_sources=None):
-    """A generator (endless, Keras style) of training batches.
 
-    shuffle: shuffle (np.random) at the start of every epoch.
-    augment: (deprecated) random horizontal flips. augmentation:
-        albumentations transform or callable, see load_image_gt().
-    random_rois: if > 0, also yield that many random proposals per image
-        (training the heads without the RPN). detection_targets: with
-        random_rois, also yield build_detection_targets() targets.
-    no_augmentation_sources: sources whose images are never augmented.
-
-    Yields (inputs, outputs). inputs:
-    - images: [batch, H, W, C] float32, molded (mean subtracted)
-    - image_meta: [batch, 12 + NUM_CLASSES] float32, see compose_image_meta()
-    - rpn_match: [batch, num_anchors, 1] int32 (1 / -1 / 0)
-    - rpn_bbox: [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, 4] float32 deltas
-    - gt_class_ids: [batch, MAX_GT_INSTANCES] int32, zero padded
-    - gt_boxes: [batch, MAX_GT_INSTANCES, (y1, x1, y2, x2)] int32, zero padded
-    - gt_masks: [batch, height, width, MAX_GT_INSTANCES] bool; MINI_MASK_SHAPE
-      sized when USE_MINI_MASK
-    - with random_rois: rpn_rois [batch, random_rois, 4] int32; with
-      detection_targets too: rois [batch, TRAIN_ROIS_PER_IMAGE, 4]
-    outputs: [] or, with detection_targets, class ids [batch, rois, 1], box
-    deltas and masks from build_detection_targets().
-
-    Images without instances (no class id > 0) are skipped. Instances beyond
-    MAX_GT_INSTANCES are subsampled (select_instances) after the RPN targets
-    are built from all of them.
-
-    Differs from the original: a failing image is logged (logging.warning,
-    with its id and path) and skipped, and the error re-raised when
-    MAX_CONSECUTIVE_ERRORS (5) images fail in a row (the original counted
-    errors over the whole run and raised at the 6th); a full pass without a
-    usable image raises ValueError instead of looping forever; rpn_bbox and
-    image_meta are float32.
-    """
-    image_ids = np.copy(dataset.image_ids)
-    if len(image_ids) == 0:
-        raise ValueError("data_generator: the dataset has no images (did you call "
-                         "dataset.prepare()?)")
-    no_augmentation_sources = no_augmentation_sources or []
-    backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    anchors = utils.generate_pyramid_anchors(
-        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
-        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
-    image_index = -1
-    b = 0  # batch item index
-    consecutive_errors = 0
-    unusable = 0  # images without instances or failed since the last batched one
-
-    while True:
-        image_index = (image_index + 1) % len(image_ids)
-        if shuffle and image_index == 0:
-            np.random.shuffle(image_ids)
-        image_id = image_ids[image_index]
-        try:
-            source = dataset.image_info[image_id]["source"]
-            sample = _training_sample(
-                dataset, config, image_id, anchors, random_rois, detection_targets,
-                augmentation=None if source in no_augmentation_sources else augmentation,
-                augment=augment)
-            if sample is not None:
-                if b == 0:
-                    # Fresh arrays per batch: a yielded batch is never written again.
-                    batch = [np.zeros((batch_size,) + a.shape, dtype=a.dtype)
-                             for a in sample]
-                for array, value in zip(batch, sample):
-                    array[b] = value
-        except Exception as error:
-            consecutive_errors += 1
-            unusable += 1
-            logger.warning("data_generator: skipping %s after an error: %s",
-                           _describe_image(dataset, image_id), error, exc_info=True)
-            if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                logger.error("data_generator: %d images in a row failed, the last %s; "
-                             "giving up", consecutive_errors,
-                             _describe_image(dataset, image_id))
-                raise
-            continue
-        consecutive_errors = 0
-        if sample is None:  # no instances of the classes we train on
-            unusable += 1
-            if unusable >= len(image_ids):
-                raise ValueError("data_generator: no usable image in a full pass over "
-                                 "the dataset: each had no instances (no class id > 0) "
-                                 "or failed to load")
-            continue
-        unusable = 0
-
-        b += 1
-        if b >= batch_size:
-            inputs, outputs = batch[:7], []
-            if random_rois:
-                inputs.append(batch[7])
-                if detection_targets:
-                    inputs.append(batch[8])
-                    outputs = batch[9:12]
-            yield inputs, outputs
-            b = 0
-
-
-def _training_sample(dataset, config, image_id, anchors, random_rois,
-                     detection_targets, augmentation, augment):
-    """One image's arrays in data_generator's batch order (without the batch
-    axis), or None when the image has no instances (no class id > 0)."""
-    image, image_meta, gt_class_ids, gt_boxes, gt_masks = load_image_gt(
-        dataset, config, image_id, augmentation=augmentation,
-        use_mini_mask=config.USE_MINI_MASK, augment=augment)
-    if not np.any(gt_class_ids > 0):
-        return None
-    rpn_match, rpn_bbox = build_rpn_targets(image.shape, anchors, gt_class_ids,
-                                            gt_boxes, config)
-    extra = []
-    if random_rois:
-        rpn_rois = generate_random_rois(image.shape, random_rois, gt_class_ids, gt_boxes)
-        extra.append(rpn_rois)
-        if detection_targets:
-            rois, class_ids, deltas, masks = build_detection_targets(
-                rpn_rois, gt_class_ids, gt_boxes, gt_masks, config)
-            # Keras wants targets with the outputs' rank: class ids [rois, 1].
-            extra += [rois, class_ids[:, np.newaxis], deltas, masks]
-    # RPN targets use every instance; the padded GT arrays hold at most
-    # MAX_GT_INSTANCES of them.
-    max_gt = config.MAX_GT_INSTANCES
-    gt_class_ids, gt_boxes, gt_masks = select_instances(
-        gt_class_ids, gt_boxes, gt_masks, max_gt)
-    pad = max_gt - gt_class_ids.shape[0]
-    return [mold_image(image, config), image_meta, rpn_match[:, np.newaxis], rpn_bbox,
-            np.pad(gt_class_ids.astype(np.int32), (0, pad)),
-            np.pad(gt_boxes.astype(np.int32), ((0, pad), (0, 0))),
-            np.pad(gt_masks.astype(bool), ((0, 0), (0, 0), (0, pad)))] + extra

@@ -1,0 +1,202 @@
+"""
+Heads that work on regions of interest, shared by the modes that pool
+features per box: multi-level ROIAlign (``PyramidROIAlign``), the ROI-wise
+layer wrapper (``RoiDistributed``, the reference's TimeDistributed) and the
+FPN mask head with its loss. Mask R-CNN uses them on its detections;
+CenterNet's masks go through the same head.
+
+Layer names are the reference's (``roi_align_mask``, ``mrcnn_mask_conv1``
+... ``mrcnn_mask``), so the released weights load into the mask head.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers as KL
+from keras import ops
+
+from mrcnn.backbone import BatchNorm, bn_training
+from mrcnn.image_meta import parse_image_meta_graph
+from mrcnn.training.losses import safe_mean
+
+
+def roi_levels_graph(boxes, image_shape):
+    """FPN level (2..5) of each box, from its size (Feature Pyramid Networks
+    paper, eq. 1, with k0 = 4 and canonical size 224).
+
+    boxes: [..., (y1, x1, y2, x2)] normalised. image_shape: [(h, w, ...)]
+    of the molded image (a 1-D tensor).
+
+    Returns: int32 levels, shape boxes.shape[:-1]. Zero (padding) boxes
+    get level 2.
+    """
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+    # Boxes are normalised: sqrt(h * w * area) is the side in pixels.
+    side = tf.sqrt(tf.maximum(h * w, 0.0) * image_area)
+    roi_level = tf.math.log(tf.maximum(side, 1e-6) / 224.0) / tf.math.log(2.0)
+    roi_level = 4 + tf.cast(tf.round(roi_level), tf.int32)
+    return tf.minimum(5, tf.maximum(2, roi_level))
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PyramidROIAlign(KL.Layer):
+    """Implements ROI Pooling on multiple levels of the feature pyramid.
+
+    Params:
+    - pool_shape: [pool_height, pool_width] of the output pooled regions. Usually [7, 7]
+
+    Inputs:
+    - boxes: [batch, num_boxes, (y1, x1, y2, x2)] in normalized
+             coordinates. Possibly padded with zeros if not enough
+             boxes to fill the array.
+    - image_meta: [batch, (meta data)] Image details. See compose_image_meta()
+    - feature_maps: List of feature maps from different levels of the pyramid.
+                    Each is [batch, height, width, channels]
+
+    Output:
+    Pooled regions in the shape: [batch, num_boxes, pool_height, pool_width, channels].
+    The width and height are those specific in the pool_shape in the layer
+    constructor.
+
+    Each box is cropped from the level given by roi_levels_graph with
+    bilinear crop-and-resize; gradients do not flow into the box coordinates
+    (as in the original).
+    """
+
+    def __init__(self, pool_shape, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.pool_shape = tuple(int(s) for s in pool_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pool_shape": list(self.pool_shape)})
+        return config
+
+    def call(self, inputs):
+        boxes = tf.cast(inputs[0], tf.float32)
+        image_meta = inputs[1]
+        feature_maps = inputs[2:]
+        image_shape = parse_image_meta_graph(image_meta)['image_shape'][0]
+        roi_level = roi_levels_graph(boxes, image_shape)
+
+        batch = tf.shape(boxes)[0]
+        num_boxes = tf.shape(boxes)[1]
+        pooled = []
+        box_positions = []
+        for i, level in enumerate(range(2, 6)):
+            ix = tf.where(tf.equal(roi_level, level))        # [M, (batch, box)]
+            level_boxes = tf.stop_gradient(tf.gather_nd(boxes, ix))
+            box_indices = tf.stop_gradient(tf.cast(ix[:, 0], tf.int32))
+            pooled.append(tf.image.crop_and_resize(
+                feature_maps[i], level_boxes, box_indices, self.pool_shape,
+                method="bilinear"))
+            box_positions.append(ix[:, 0] * tf.cast(num_boxes, tf.int64) + ix[:, 1])
+        pooled = tf.concat(pooled, axis=0)
+        box_positions = tf.concat(box_positions, axis=0)
+        # Every box sits in exactly one level: scatter back into box order.
+        channels = tf.shape(feature_maps[0])[-1]
+        flat_shape = tf.stack([batch * num_boxes, self.pool_shape[0],
+                               self.pool_shape[1], channels])
+        pooled = tf.scatter_nd(box_positions[:, None], pooled, tf.cast(flat_shape, tf.int64))
+        out_shape = tf.stack([batch, num_boxes, self.pool_shape[0], self.pool_shape[1],
+                              channels])
+        return tf.reshape(pooled, out_shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0][:2] + self.pool_shape + (input_shape[2][-1],)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class RoiDistributed(KL.Wrapper):
+    """Apply ``layer`` to every ROI of every image in one call.
+
+    Input: [batch, num_rois, ...]; the wrapped layer sees
+    [batch * num_rois, ...]. Output: [batch, num_rois, ...layer output].
+    The weights are the wrapped layer's, so ``RoiDistributed(Conv2D(...),
+    name="mrcnn_mask_conv1")`` has exactly the weights the reference's
+    ``TimeDistributed`` layer of that name had.
+    """
+
+    def build(self, input_shape):
+        inner_shape = (None,) + tuple(input_shape[2:])
+        if not self.layer.built:
+            self.layer.build(inner_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        shape = ops.shape(inputs)
+        folded = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+        if isinstance(self.layer, KL.BatchNormalization):
+            outputs = self.layer(folded, training=training)
+        else:
+            outputs = self.layer(folded)
+        return ops.reshape(outputs, (shape[0], shape[1]) + tuple(outputs.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return tuple(input_shape[:2]) + tuple(inner[1:])
+
+
+def build_fpn_mask_graph(rois, feature_maps, image_meta,
+                         pool_size, num_classes, train_bn=True, conv_channels=256):
+    """Builds the computation graph of the mask head of Feature Pyramid Network.
+
+    rois: [batch, num_rois, (y1, x1, y2, x2)] Proposal boxes in normalized
+          coordinates.
+    feature_maps: List of feature maps from different layers of the pyramid,
+                  [P2, P3, P4, P5]. Each has a different resolution.
+    image_meta: [batch, (meta data)] Image details. See compose_image_meta()
+    pool_size: The width of the square feature map generated from ROI Pooling.
+    num_classes: number of classes, which determines the depth of the results
+    train_bn: Boolean (or None). Train or freeze Batch Norm layers
+    conv_channels: width of the four 3x3 convolutions and the deconvolution
+        (256 in the reference and the released weights; MASK_HEAD_CHANNELS).
+
+    Returns: Masks [batch, num_rois, 2 * pool_size, 2 * pool_size, NUM_CLASSES],
+    per-class probabilities (sigmoid).
+    """
+    training = bn_training(train_bn)
+    # ROI Pooling. Shape: [batch, num_rois, MASK_POOL_SIZE, MASK_POOL_SIZE, channels]
+    x = PyramidROIAlign([pool_size, pool_size],
+                        name="roi_align_mask")([rois, image_meta] + feature_maps)
+    for i in range(1, 5):
+        x = RoiDistributed(KL.Conv2D(conv_channels, (3, 3), padding="same"),
+                           name="mrcnn_mask_conv{}".format(i))(x)
+        x = RoiDistributed(BatchNorm(), name='mrcnn_mask_bn{}'.format(i))(x, training=training)
+        x = KL.Activation('relu')(x)
+    x = RoiDistributed(KL.Conv2DTranspose(conv_channels, (2, 2), strides=2, activation="relu"),
+                       name="mrcnn_mask_deconv")(x)
+    # float32 output under mixed precision, as the classifier's.
+    x = RoiDistributed(KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
+                                 dtype="float32"), name="mrcnn_mask", dtype="float32")(x)
+    return x
+
+
+def mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks):
+    """Mask binary cross-entropy loss for the masks head.
+
+    target_masks: [batch, num_rois, height, width].
+        A float32 tensor of values 0 or 1. Uses zero padding to fill array.
+    target_class_ids: [batch, num_rois]. Integer class IDs. Zero padded.
+    pred_masks: [batch, proposals, height, width, num_classes] float32 tensor
+                with values from 0 to 1.
+
+    Binary cross-entropy of the true class's mask, averaged over the pixels
+    of the positive ROIs. ``pred_masks`` may cover only the first
+    ``proposals <= num_rois`` ROIs (the model predicts masks only for the
+    slots that can hold positives; see DetectionTargetLayer); the targets
+    are cut to match.
+    """
+    num = tf.shape(pred_masks)[1]
+    class_ids = tf.cast(target_class_ids[:, :num], tf.int32)
+    targets = tf.cast(target_masks[:, :num], tf.float32)
+    # [batch, num, num_classes, h, w] -> the true class's mask [batch, num, h, w]
+    pred = tf.transpose(tf.cast(pred_masks, tf.float32), [0, 1, 4, 2, 3])
+    pred = tf.gather(pred, tf.maximum(class_ids, 0), batch_dims=2)
+    bce = keras.ops.binary_crossentropy(targets, pred)
+    weight = tf.cast(class_ids > 0, tf.float32)
+    pixels = tf.cast(tf.shape(targets)[2] * tf.shape(targets)[3], tf.float32)
+    total = tf.reduce_sum(tf.reduce_sum(bce, axis=[2, 3]) * weight)
+    return safe_mean(total, pixels * tf.reduce_sum(weight))
