@@ -3,7 +3,6 @@ sizes, class ids, clipped and dropped regions, missing files), training with
 a stand-in model, colour splash on images and videos and the command line's
 argument errors, configuration flags and use of the checkpoint's
 configuration. The VIA format itself is tested in test_via.py."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mrcnn.weights.pretrained import resolve_weights
+from conftest import load_sample
 from via_fixtures import (CIRCLE, H, OVERHANG, RECT, TRIANGLE, W, polygon, polygon_raster,
                           region, write_via1)
 
@@ -22,14 +22,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BALLOON_PATH = os.path.join(ROOT, "samples", "balloon", "balloon.py")
 
 
-def load_balloon_module():
-    spec = importlib.util.spec_from_file_location("balloon_sample", BALLOON_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-balloon = load_balloon_module()
+balloon = load_sample('balloon')
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from mrcnn import cli
 from mrcnn.config import BACKBONES, Config
+from conftest import SAMPLES, load_sample
 from tiny_models import load_shapes_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -280,19 +281,8 @@ def test_training_budget():
 # Every sample
 # ---------------------------------------------------------------------------
 
-def load_sample(relative, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relative))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-SAMPLES = {
-    "coco": "samples/coco.py",
-    "balloon": "samples/balloon/balloon.py",
-    "nucleus": "samples/nucleus/nucleus.py",
-    "shapes": "samples/shapes/shapes.py",
-}
 
 
 def sample_argv(name, tmp_path):
@@ -314,7 +304,7 @@ def sample_argv(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_sample_has_the_flags_and_a_clean_arch_error(name, tmp_path, capsys):
-    sample = load_sample(SAMPLES[name], name + "_cli_test")
+    sample = load_sample(name, name + "_cli_test")
     with pytest.raises(SystemExit) as e:
         sample.main(["--help"])
     assert e.value.code == 0

@@ -2,7 +2,6 @@
 category ids, crowd regions, the three segmentation formats, bad input seen
 through load_coco), the official layout, downloads and the command line.
 The format functions themselves are tested in test_cocoformat.py."""
-import importlib.util
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from mrcnn.data import cocoformat
 from mrcnn.weights import pretrained
 from mrcnn.dataset import ImageLoadError
 from mrcnn.weights.pretrained import COCO_CLASS_SPECIFIC_LAYERS
+from conftest import load_sample
 
 # pycocotools' decode() trips a NumPy 2 deprecation warning on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -30,14 +30,9 @@ COCO_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                          os.pardir, "samples", "coco.py")
 
 
-def load_coco_module():
-    spec = importlib.util.spec_from_file_location("coco_sample", COCO_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-coco = load_coco_module()
+coco = load_sample('coco')
 
 @pytest.fixture
 def custom_files(tmp_path):

@@ -5,7 +5,6 @@ schedule, detect() with a stand-in model, the command line's argument
 errors, configuration flags and use of the checkpoint's configuration, and a
 few images of the real data in ../shared/data/nucleus."""
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -13,20 +12,16 @@ import pytest
 from PIL import Image
 
 from mrcnn import utils
+from conftest import load_sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUCLEUS_PATH = os.path.join(ROOT, "samples", "nucleus", "nucleus.py")
 REAL_DATA = os.path.join(ROOT, "..", "shared", "data", "nucleus")
 
 
-def load_nucleus_module():
-    spec = importlib.util.spec_from_file_location("nucleus_sample", NUCLEUS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-nucleus = load_nucleus_module()
+nucleus = load_sample('nucleus')
 
 H, W = 24, 32
 VAL_A, VAL_B = nucleus.VAL_IMAGE_IDS[3], nucleus.VAL_IMAGE_IDS[0]

@@ -2,7 +2,6 @@
 reproducible ShapesDataset specs, image/mask consistency, the occlusion rule,
 dropping fully hidden shapes, the training budget and the command line's
 configuration flags and checkpoint configuration."""
-import importlib.util
 import json
 import os
 import random
@@ -15,19 +14,15 @@ import pytest
 
 from mrcnn import utils
 from mrcnn.config import Config
+from conftest import load_sample
 
 SHAPES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            os.pardir, "samples", "shapes", "shapes.py")
 
 
-def load_shapes_module():
-    spec = importlib.util.spec_from_file_location("shapes_sample", SHAPES_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-shapes = load_shapes_module()
+shapes = load_sample('shapes')
 
 
 def make_dataset(count=20, seed=1, size=128):

@@ -5,12 +5,12 @@
 strides 4..32. It builds and traces in a fraction of the time of ResNet50,
 which keeps end-to-end tests fast; the ResNet graphs have their own tests.
 """
-import importlib.util
 import os
 
 import numpy as np
 from keras import layers as KL
 
+from conftest import load_sample
 from mrcnn.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,11 +67,7 @@ class TinyInferenceConfig(TinyConfig):
 
 def load_shapes_module():
     """samples/shapes/shapes.py as a module."""
-    path = os.path.join(ROOT, "samples", "shapes", "shapes.py")
-    spec = importlib.util.spec_from_file_location("shapes_sample_for_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_sample("shapes", "shapes_sample_for_tests")
 
 
 def shapes_dataset(count, seed):
