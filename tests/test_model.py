@@ -446,6 +446,7 @@ print(json.dumps({"replicas": model.strategy.num_replicas_in_sync,
 """
 
 
+@pytest.mark.slow
 def test_gpu_count_two_trains_with_a_mirrored_strategy(tmp_path):
     import subprocess
     import sys

@@ -192,6 +192,7 @@ CHECKS = {"inspect_data": (check_inspect_data, 10), "train_shapes": (check_train
           "inspect_model": (check_inspect_model, 15)}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_in_quick_mode(name, kernel, logs_dir, tmp_path):

@@ -53,6 +53,7 @@ def datasets():
     return shapes_dataset(8, seed=1), shapes_dataset(4, seed=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mid_epoch", "during_save"])
 def test_killed_training_resumes_from_last_complete_epoch(mode, datasets, tmp_path):
     model_dir = str(tmp_path)
