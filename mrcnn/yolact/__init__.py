@@ -1,0 +1,12 @@
+"""
+YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
+``Config.MODEL = "yolact"`` mode, after dbolya/yolact.
+
+* ``box_utils``: priors, matching, box coding, mask cropping and Fast NMS,
+  in NumPy (the target builder) and TensorFlow (the inference graph).
+
+Frames: boxes are ``(y1, x1, y2, x2)`` relative to the molded image (pixel
+coordinate / side, so 0..1), y first like the rest of the package; the
+reference is x first (``(x1, y1, x2, y2)``). Priors are ``(cy, cx, h, w)``
+in the same frame.
+"""
