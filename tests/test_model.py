@@ -284,9 +284,24 @@ def test_detect_degenerate_image_shapes(inference, shape):
     image = np.random.default_rng(6).integers(0, 255, shape, dtype=np.uint8)
     result = inference.detect([image])[0]
     _check_result(result, image)
-    assert len(result["class_ids"]) > 0  # DETECTION_MIN_CONFIDENCE is 0 in the tiny config
     assert np.all(result["rois"][:, 2] >= result["rois"][:, 0])
     assert np.all(result["rois"][:, 3] >= result["rois"][:, 1])
+
+
+def test_unmold_detections_on_a_one_pixel_thick_window(inference):
+    # 2000 x 16 molded into 64 x 64: the image is one column (x 31..32). A
+    # detection there covers the whole width of the original (the
+    # reference divided 0 by 0 and failed in denorm_boxes).
+    image, window, _, _, _ = utils.resize_image(np.zeros((2000, 16, 3), np.uint8),
+                                                min_dim=64, max_dim=64)
+    detections = np.zeros((8, 6), np.float32)
+    detections[0] = list(utils.norm_boxes(np.array([[16, 31, 32, 32]]), (64, 64))[0]) + [2, 0.9]
+    masks = np.ones((8, 28, 28, 4), np.float32)
+    rois, class_ids, scores, full = inference.unmold_detections(
+        detections, masks, (2000, 16, 3), image.shape, window)
+    np.testing.assert_array_equal(rois, [[508, 0, 985, 16]])
+    assert class_ids.tolist() == [2] and full.shape == (2000, 16, 1)
+    assert full[508:985, :, 0].all() and full.sum() == (985 - 508) * 16
 
 
 def test_unmold_detections_maps_to_original_pixels(inference):

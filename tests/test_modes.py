@@ -128,7 +128,11 @@ def test_detect_returns_the_documented_dict_for_mixed_sizes(inference):
         assert len(results) == count
         for result, image in zip(results, images):
             _check_result(result, image, infer.config.NUM_CLASSES)
-    assert sum(len(r["class_ids"]) for r in infer.detect(images)) > 0
+    if name == "boxes_only":
+        # Every cell is a candidate at DETECTION_MIN_CONFIDENCE 0, so the
+        # contract is checked on real detections (a Mask R-CNN trained one
+        # step may still call everything background).
+        assert all(len(r["class_ids"]) > 0 for r in infer.detect(images))
 
 
 def test_keras_format_save_and_safe_mode_reload_detect_the_same(inference, tmp_path):
