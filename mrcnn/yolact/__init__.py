@@ -2,8 +2,13 @@
 YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
 ``Config.MODEL = "yolact"`` mode, after dbolya/yolact.
 
-* ``box_utils``: priors, matching, box coding, mask cropping and Fast NMS,
-  in NumPy (the target builder) and TensorFlow (the inference graph).
+* ``box_utils``: priors, matching, box coding, mask cropping and Fast NMS
+  in NumPy (the target builder);
+* ``box_ops``: their TensorFlow twins for the inference graph;
+* ``losses``: box, OHEM class, lincomb mask and semantic segmentation losses.
+
+The network, the target builder and the ``Yolact`` mode class are still to
+come; until then ``Config.MODEL = "yolact"`` is refused as not available.
 
 Frames: boxes are ``(y1, x1, y2, x2)`` relative to the molded image (pixel
 coordinate / side, so 0..1), y first like the rest of the package; the
