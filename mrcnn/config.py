@@ -35,6 +35,11 @@ from mrcnn import modes
 BACKBONES = ("resnet50", "resnet101", "resnet18", "resnet34")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 
+# Mask R-CNN's loss names (LOSS_WEIGHTS' default keys); every mode declares
+# its own (ModelBase.LOSS_NAMES).
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+              "mrcnn_bbox_loss", "mrcnn_mask_loss")
+
 # Attributes computed from others; never stored, never restored.
 DERIVED_ATTRIBUTES = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
@@ -490,3 +495,14 @@ def _from_plain(value, default, name):
                               .format(name, value, e)) from e
         return obj
     return value
+
+
+def __getattr__(name):
+    """``AVAILABLE_MODELS`` (the registered modes, which can change at run
+    time: see mrcnn.modes) and ``RESERVED_MODELS`` (the planned ones), as
+    this module exported them before the registry."""
+    if name == "AVAILABLE_MODELS":
+        return tuple(modes.available_modes())
+    if name == "RESERVED_MODELS":
+        return tuple(m for m in modes.PLANNED_MODES if m not in modes.MODEL_REGISTRY)
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

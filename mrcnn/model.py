@@ -38,13 +38,13 @@ from mrcnn.modes import create_model, register_mode  # noqa: F401
 from mrcnn.modes import register_mode as register_model  # noqa: F401  (the old name)
 from mrcnn.roi_heads import (PyramidROIAlign, RoiDistributed,  # noqa: F401
                              build_fpn_mask_graph, mrcnn_mask_loss_graph)
-from mrcnn.training import LossLayer  # noqa: F401
+from mrcnn.training import DetectionModel, LossLayer  # noqa: F401
 
 # The reference's public names, re-exported from the modules that hold them.
 __all__ = [
     "MaskRCNN", "ModelBase", "create_model", "register_model", "register_mode", "log",
     "BatchNorm", "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer",
-    "RoiDistributed", "NormBoxes", "SliceRois", "LossLayer",
+    "RoiDistributed", "NormBoxes", "SliceRois", "LossLayer", "DetectionModel",
     "resnet_graph", "identity_block", "conv_block", "fpn_graph", "rpn_graph",
     "build_rpn_model", "fpn_classifier_graph", "build_fpn_mask_graph",
     "compute_backbone_shapes", "load_image_gt", "build_rpn_targets",

@@ -105,3 +105,33 @@ def test_the_graph_sees_real_imports(graph):
     assert "mrcnn.maskrcnn.model" in graph["mrcnn.model"]
     assert "mrcnn.modes" in graph["mrcnn.config"]
     assert "mrcnn.weights.hdf5" in graph["mrcnn.weights.loader"]
+
+
+# Names the front doors exported before the package was laid out by concern
+# (old imports must keep working).
+FRONT_DOOR_NAMES = {
+    "mrcnn.model": [
+        'BatchNorm', 'DetectionLayer', 'DetectionModel', 'DetectionTargetLayer',
+        'LOSS_NAMES', 'LossLayer', 'MaskRCNN', 'ModelBase', 'NormBoxes',
+        'PROPOSAL_STAGES', 'ProposalLayer', 'ProposalStage', 'PyramidROIAlign',
+        'RoiDistributed', 'SliceRois', 'apply_box_deltas_graph',
+        'build_detection_targets', 'build_fpn_mask_graph', 'build_rpn_model',
+        'build_rpn_targets', 'clip_boxes_graph', 'compose_image_meta',
+        'compute_backbone_shapes', 'conv_block', 'create_model', 'data_generator',
+        'denorm_boxes_graph', 'fpn_classifier_graph', 'fpn_graph', 'generate_random_rois',
+        'identity_block', 'load_image_gt', 'log', 'mold_image', 'mrcnn_bbox_loss_graph',
+        'mrcnn_class_loss_graph', 'mrcnn_mask_loss_graph', 'norm_boxes_graph',
+        'overlaps_graph', 'parse_image_meta', 'parse_image_meta_graph', 'register_model',
+        'resnet_graph', 'rpn_bbox_loss_graph', 'rpn_class_loss_graph', 'rpn_graph',
+        'select_instances', 'smooth_l1_loss', 'trim_zeros_graph', 'unmold_image'],
+    "mrcnn.config": ["AVAILABLE_MODELS", "BACKBONES", "Config", "ConfigError",
+                     "DERIVED_ATTRIBUTES", "LOSS_NAMES", "RESERVED_MODELS", "RESIZE_MODES"],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(FRONT_DOOR_NAMES))
+def test_front_doors_keep_their_names(module_name):
+    import importlib
+    module = importlib.import_module(module_name)
+    missing = [name for name in FRONT_DOOR_NAMES[module_name] if not hasattr(module, name)]
+    assert not missing, missing

@@ -18,8 +18,9 @@ from mrcnn.weights.hdf5 import (CLASS_SPECIFIC_LAYERS, MODE_ATTRIBUTE,  # noqa: 
                                 BackboneMismatchError, LoadReport, WeightsFileError,
                                 WeightsMismatchError, WeightsModeError, apply_assignments,
                                 layer_groups, name_set, open_weights_file, plan_assignments,
-                                save_weights, weights_root)
+                                is_native, save_weights, weights_root)
 from mrcnn.weights.loader import load_weights  # noqa: F401
+from mrcnn.weights.native import native_layer_groups  # noqa: F401
 from mrcnn.weights.pretrained import (COCO_CLASS_SPECIFIC_LAYERS, COCO_NUM_CLASSES,  # noqa: F401
                                       IMAGENET_WEIGHTS, WEIGHTS_KEYWORDS, check_weights_spec,
                                       get_imagenet_weights, imagenet_layer_name,
