@@ -5,7 +5,9 @@ YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
 * ``box_utils``: priors, matching, box coding, mask cropping and Fast NMS
   in NumPy (the target builder);
 * ``box_ops``: their TensorFlow twins for the inference graph;
-* ``losses``: box, OHEM class, lincomb mask and semantic segmentation losses.
+* ``losses``: box, OHEM class, lincomb mask and semantic segmentation losses;
+* ``targets``: one image's targets for the data pipeline (matching, masks at
+  prototype size, semantic class maps).
 
 The network, the target builder and the ``Yolact`` mode class are still to
 come; until then ``Config.MODEL = "yolact"`` is refused as not available.
