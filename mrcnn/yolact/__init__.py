@@ -7,7 +7,9 @@ YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
 * ``box_ops``: their TensorFlow twins for the inference graph;
 * ``losses``: box, OHEM class, lincomb mask and semantic segmentation losses;
 * ``targets``: one image's targets for the data pipeline (matching, masks at
-  prototype size, semantic class maps).
+  prototype size, semantic class maps);
+* ``heads``: the protonet, the prediction head shared across levels and the
+  semantic segmentation head.
 
 The network, the target builder and the ``Yolact`` mode class are still to
 come; until then ``Config.MODEL = "yolact"`` is refused as not available.

@@ -1,0 +1,72 @@
+"""
+YOLACT's heads on the shared feature pyramid (after dbolya/yolact
+``yolact.py`` with ``yolact_base_config``):
+
+* the protonet on P3: 3 x [3x3, 256, ReLU] -> 2x bilinear upsampling ->
+  3x3, 256, ReLU -> 1x1, k, ReLU: ``k`` prototypes at twice P3's size (a
+  quarter of the input);
+* one prediction head shared by every level (a nested model,
+  ``yolact_head``): 3x3, 256, ReLU, then 3x3 convolutions for the box
+  deltas, the class logits (background included) and the mask
+  coefficients (tanh), ``A`` priors per location;
+* the semantic segmentation head on P3 (1x1, NUM_CLASSES - 1 logits), used
+  by the training loss only.
+
+Tensors are NHWC. The prediction outputs of the levels are concatenated in
+the priors' order (level -> row -> column -> anchor), so row ``i`` of every
+output belongs to prior ``i`` of ``box_utils.make_priors``. Box deltas are
+``(dy, dx, dh, dw)``: the reference's are x first, so its bbox layer's
+output channels are permuted when its weights are converted.
+"""
+
+import keras
+from keras import layers as KL
+
+
+def protonet_graph(p3, num_prototypes, channels=256):
+    """[batch, h, w, C] P3 -> [batch, 2h, 2w, num_prototypes] prototypes
+    (non-negative)."""
+    x = p3
+    for i in range(1, 4):
+        x = KL.Conv2D(channels, 3, padding="same", activation="relu",
+                      name="yolact_proto_conv{}".format(i))(x)
+    x = KL.UpSampling2D(2, interpolation="bilinear", name="yolact_proto_upsample")(x)
+    x = KL.Conv2D(channels, 3, padding="same", activation="relu", name="yolact_proto_conv4")(x)
+    return KL.Conv2D(num_prototypes, 1, activation="relu", name="yolact_proto_out",
+                     dtype="float32")(x)
+
+
+def build_prediction_head(depth, num_anchors, num_classes, num_prototypes, channels=256):
+    """The prediction head shared by every pyramid level, as a nested Keras
+    model ``yolact_head``: input [batch, h, w, depth], outputs box deltas
+    [batch, h * w * num_anchors, 4], class logits [..., num_classes] and
+    mask coefficients [..., num_prototypes] in (-1, 1). The three output
+    convolutions compute in float32 under mixed precision."""
+    feature = KL.Input(shape=[None, None, depth], name="input_yolact_feature")
+    x = KL.Conv2D(channels, 3, padding="same", activation="relu", name="yolact_upfeature")(
+        feature)
+    loc = KL.Conv2D(num_anchors * 4, 3, padding="same", name="yolact_bbox", dtype="float32")(x)
+    conf = KL.Conv2D(num_anchors * num_classes, 3, padding="same", name="yolact_conf",
+                     dtype="float32")(x)
+    coef = KL.Conv2D(num_anchors * num_prototypes, 3, padding="same", activation="tanh",
+                     name="yolact_coef", dtype="float32")(x)
+    outputs = [KL.Reshape((-1, 4), dtype="float32")(loc),
+               KL.Reshape((-1, num_classes), dtype="float32")(conf),
+               KL.Reshape((-1, num_prototypes), dtype="float32")(coef)]
+    return keras.Model([feature], outputs, name="yolact_head")
+
+
+def prediction_graph(feature_maps, num_anchors, num_classes, num_prototypes, channels=256):
+    """The shared head on every level, concatenated in the priors' order:
+    (loc [batch, P, 4], conf [batch, P, num_classes], coef [batch, P, k])."""
+    head = build_prediction_head(int(feature_maps[0].shape[-1]), num_anchors, num_classes,
+                                 num_prototypes, channels)
+    per_level = [head(level) for level in feature_maps]
+    names = ("yolact_loc", "yolact_class_logits", "yolact_coefficients")
+    return tuple(KL.Concatenate(axis=1, name=name, dtype="float32")(
+        [level[i] for level in per_level]) for i, name in enumerate(names))
+
+
+def semantic_segmentation_graph(p3, num_classes):
+    """[batch, h, w, C] P3 -> [batch, h, w, num_classes - 1] logits."""
+    return KL.Conv2D(num_classes - 1, 1, name="yolact_semantic", dtype="float32")(p3)
