@@ -15,6 +15,8 @@ from layer_harness import run_layer_test
 from mrcnn import backbone, roi_heads
 from mrcnn.maskrcnn import detection, heads, losses, rpn
 from mrcnn.training import LossLayer
+from mrcnn.yolact.box_utils import make_priors
+from mrcnn.yolact.detection import YolactDetection
 
 
 def _boxes(rng, batch, count):
@@ -83,6 +85,15 @@ def _cases():
         "SliceRois": (heads.SliceRois, dict(count=2, columns=4),
                       [rng.normal(size=(2, 5, 6)).astype(np.float32)],
                       [(2, 2, 4)], "float32", False, None),
+        "YolactDetection": (
+            YolactDetection, dict(min_confidence=0.2, nms_threshold=0.4, top_k=10,
+                                  max_instances=4),
+            [rng.normal(0, 0.3, (2, 12, 4)).astype(np.float32),
+             rng.normal(0, 2, (2, 12, 3)).astype(np.float32),
+             np.tanh(rng.normal(size=(2, 12, 5))).astype(np.float32),
+             np.tile(make_priors([(2, 2)], [[16]], [1, 0.5, 2], max_size=32)[None], (2, 1, 1)),
+             np.abs(rng.normal(size=(2, 8, 8, 5))).astype(np.float32)],
+            [(2, 4, 6), (2, 8, 8, 4)], "float32", False, None),
         "LossLayer": (LossLayer, dict(fn=losses.rpn_class_loss, name="my_rpn_loss"),
                       [rng.choice([-1, 0, 1], (2, 60, 1)).astype(np.int32),
                        rng.normal(size=(2, 60, 2)).astype(np.float32)],

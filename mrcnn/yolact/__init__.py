@@ -9,7 +9,9 @@ YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
 * ``targets``: one image's targets for the data pipeline (matching, masks at
   prototype size, semantic class maps);
 * ``heads``: the protonet, the prediction head shared across levels and the
-  semantic segmentation head.
+  semantic segmentation head;
+* ``detection``: inference in the graph (``YolactDetection``): confidence
+  filter, Fast NMS, masks assembled from the prototypes and cropped.
 
 The network, the target builder and the ``Yolact`` mode class are still to
 come; until then ``Config.MODEL = "yolact"`` is refused as not available.
