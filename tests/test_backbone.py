@@ -86,3 +86,34 @@ def test_compute_backbone_shapes():
     config.BACKBONE = lambda *a: None
     config.COMPUTE_BACKBONE_SHAPE = lambda image_shape: [[1, 2]]
     assert backbone.compute_backbone_shapes(config, [64, 64, 3]) == [[1, 2]]
+
+
+def test_yolact_style_pyramid_at_550():
+    """P3-P7 with bilinear top-down resizing and ReLU (YOLACT's FPN) works
+    at 550 px, which does not halve evenly: 69, 35, 18, 9, 5 cells."""
+    from tiny_models import TinyConfig
+    image = keras.Input(shape=[550, 550, 3])
+    levels = backbone.build_feature_pyramid(image, TinyConfig(),
+                                            levels=("P3", "P4", "P5", "P6", "P7"),
+                                            upsampling="bilinear", relu=True)
+    assert [tuple(p.shape[1:3]) for p in levels] == [(69, 69), (35, 35), (18, 18), (9, 9), (5, 5)]
+    model = keras.Model(image, levels)
+    names = {layer.name for layer in model.layers}
+    assert {"fpn_c3p3", "fpn_p3", "fpn_p6_conv", "fpn_p7_conv"} <= names
+    assert "fpn_c2p2" not in names and "fpn_p6" not in names  # no P2, no max-pool P6
+    outputs = model(np.random.default_rng(0).normal(size=(1, 550, 550, 3)).astype("float32"))
+    assert all(float(np.min(p)) >= 0 for p in outputs[:3])  # ReLU after the 3x3 convolutions
+    # Mask R-CNN's pyramid is unchanged: nearest 2x upsampling, no ReLU.
+    image = keras.Input(shape=[64, 64, 3])
+    p2 = backbone.build_feature_pyramid(image, TinyConfig())[0]
+    assert any(isinstance(layer, keras.layers.UpSampling2D)
+               for layer in keras.Model(image, p2).layers)
+
+
+def test_resize_like_is_half_pixel_bilinear():
+    from test_yolact_targets import _bilinear_reference
+    x = np.random.default_rng(1).normal(size=(1, 18, 18, 2)).astype("float32")
+    like = np.zeros((1, 35, 35, 1), "float32")
+    out = backbone.ResizeLike()([x, like]).numpy()[0]
+    np.testing.assert_allclose(out, _bilinear_reference(x[0].astype("float64"), 35, 35),
+                               atol=1e-5)
