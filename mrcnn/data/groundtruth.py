@@ -17,7 +17,6 @@ NumPy >= 1.24) is not supported.
 """
 
 import logging
-import math
 import random
 import threading
 

@@ -24,7 +24,6 @@ a ``tf.data.Dataset`` of batches keyed by the model's input names:
 import atexit
 import gc
 import logging
-import threading
 
 import numpy as np
 import tensorflow as tf
