@@ -17,6 +17,12 @@ Differences from the original:
   them once in ``__init__`` and silently went stale).
 * ``MODEL`` selects the model mode (``mrcnn.modes``; ``"mask_rcnn"`` by
   default), and ``validate()`` applies that mode's own rules.
+* The defaults written here are Mask R-CNN's. Another mode has its own
+  defaults for some of them (YOLACT: 550 px, confidence 0.05, NMS 0.5, its
+  loss weights, ...: ``ModelBase.CONFIG_DEFAULTS``); they apply to every
+  value the configuration leaves at the base default, i.e. that neither a
+  subclass nor the instance sets. ``to_dict()`` and ``display()`` show the
+  values in effect.
 * ``validate()`` checks the whole configuration and reports every problem in
   one error message; the model classes call it before building.
 * ``to_dict()`` / ``from_dict()`` / ``to_json()`` / ``from_json()`` record the
@@ -59,7 +65,9 @@ class Config(object):
     NAME = None  # Override in sub-classes
 
     # Model mode: which detection/segmentation head is built on the shared
-    # backbone. "mask_rcnn" is the only mode available in this version.
+    # backbone: "mask_rcnn" or "yolact" (mrcnn.modes lists the registered
+    # ones). A mode brings its own defaults for some of the values below
+    # (see the module docstring).
     MODEL = "mask_rcnn"
 
     # NUMBER OF GPUs to use. When using only a CPU, this needs to be set to 1.
@@ -231,6 +239,42 @@ class Config(object):
     # Box arithmetic, NMS, ROI sampling, softmax outputs and losses stay
     # float32 in every mode.
     MIXED_PRECISION = False
+
+    # ---- YOLACT (MODEL = "yolact"; dbolya/yolact's yolact_base_config) ----
+    # With MODEL = "yolact" the shared values default to the reference's
+    # too: IMAGE_MIN_DIM = IMAGE_MAX_DIM = 550, DETECTION_MIN_CONFIDENCE
+    # 0.05, DETECTION_NMS_THRESHOLD 0.5 (Fast NMS), WEIGHT_DECAY 5e-4,
+    # LOSS_WEIGHTS box 1.5, class 1, mask 6.125, semantic 1.
+
+    # Number of prototype masks (k).
+    YOLACT_NUM_PROTOTYPES = 32
+    # Width of the protonet's and the prediction head's convolutions.
+    YOLACT_HEAD_CHANNELS = 256
+    # Anchor sizes in pixels of a 550 px image, one per level P3-P7; the
+    # priors scale with the input size. YOLACT++ uses 3 scales per level:
+    # YOLACT_SCALES_PER_LEVEL = 3 gives s * 2 ** (j / 3), j = 0, 1, 2.
+    YOLACT_ANCHOR_SCALES = (24, 48, 96, 192, 384)
+    YOLACT_SCALES_PER_LEVEL = 1
+    # Aspect ratios (width / height) at every location and scale.
+    YOLACT_ANCHOR_RATIOS = (1, 0.5, 2)
+    # The reference's quirk, on in all its released configs (so released
+    # weights line up): anchors are square whatever the ratio, which then
+    # only changes the size. False gives true aspect ratios.
+    YOLACT_SQUARE_ANCHORS = True
+    # Prior matching: IoU >= positive is a positive, < negative a negative,
+    # in between neutral; priors overlapping a crowd region above the crowd
+    # threshold are neutral too.
+    YOLACT_POSITIVE_IOU = 0.5
+    YOLACT_NEGATIVE_IOU = 0.4
+    YOLACT_CROWD_IOU = 0.7
+    # Online hard example mining: negatives per positive in the class loss.
+    YOLACT_NEGPOS_RATIO = 3
+    # At most this many positive priors per image in the mask loss.
+    YOLACT_MASKS_TO_TRAIN = 100
+    # Candidates per class before Fast NMS at inference.
+    YOLACT_TOP_K = 200
+    # (The semantic segmentation head on P3 trains with the others; its
+    # weight is LOSS_WEIGHTS["yolact_semantic_loss"], 0 turns it off.)
 
     def __init__(self):
         """Kept for compatibility: subclasses call ``super().__init__()``.
@@ -425,6 +469,34 @@ class Config(object):
             raise ConfigError("Invalid configuration {}:\n  - {}".format(
                 type(self).__name__, "\n  - ".join(problems)))
         return self
+
+
+class _ModeDefault(object):
+    """A Config default that the model mode can replace.
+
+    Every configuration value of ``Config`` (MODEL and NAME excepted) is
+    one of these. Read on a config whose class or instance does not set the
+    value, it gives the default of the mode ``MODEL`` names
+    (``modes.config_defaults``), else the base (Mask R-CNN) value. A value a
+    subclass or the instance sets shadows it, as any class attribute.
+    Read on the class (``Config.DETECTION_MIN_CONFIDENCE``) it is the base
+    value.
+    """
+
+    def __init__(self, name, value):
+        self.name = name
+        self.value = value
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self.value
+        return modes.config_defaults(instance.MODEL).get(self.name, self.value)
+
+
+for _name, _value in list(vars(Config).items()):
+    if _name.isupper() and _name not in ("MODEL", "NAME") and not isinstance(_value, property):
+        setattr(Config, _name, _ModeDefault(_name, _value))
+del _name, _value
 
 
 _MIXED_PRECISION_ERROR = ('MIXED_PRECISION must be False, True, "float16" or "bfloat16", '

@@ -18,6 +18,10 @@ the ``detect()`` contract. A model mode is a subclass that declares:
                           when fine-tuning on another class count
 ``SIZE_DIVISOR``          molded image sides must be multiples of it
 ``HAS_COCO_WEIGHTS``      True when ``--weights coco`` has a released file
+``CONFIG_DEFAULTS``       ``{Config attribute: value}``: the mode's own
+                          defaults, used where a config leaves the base
+                          (Mask R-CNN) default untouched; LOSS_WEIGHTS
+                          defaults to DEFAULT_LOSS_WEIGHTS
 ========================  ===================================================
 
 and implements the hooks (the base versions raise NotImplementedError
@@ -122,6 +126,17 @@ def _check_mode_class(cls):
     if not isinstance(cls.SIZE_DIVISOR, int) or cls.SIZE_DIVISOR < 1:
         problems.append("SIZE_DIVISOR must be a positive integer, got {!r}".format(
             cls.SIZE_DIVISOR))
+    defaults = cls.CONFIG_DEFAULTS
+    if not isinstance(defaults, dict):
+        problems.append("CONFIG_DEFAULTS must be a dict of Config attribute -> default, got "
+                        "{!r}".format(defaults))
+    else:
+        from mrcnn.config import Config
+        unknown = sorted(k for k in defaults if not (isinstance(k, str) and k.isupper()
+                                                     and hasattr(Config, k)))
+        if unknown or "MODEL" in defaults or "NAME" in defaults:
+            problems.append("CONFIG_DEFAULTS keys must be Config attributes other than MODEL "
+                            "and NAME; got {}".format(unknown or ["MODEL/NAME"]))
     if problems:
         raise TypeError("Model mode {}: {}".format(cls.__qualname__, "; ".join(problems)))
 
@@ -140,6 +155,7 @@ class ModelBase(object):
     CLASS_SPECIFIC_LAYERS = ()
     SIZE_DIVISOR = 1
     HAS_COCO_WEIGHTS = False
+    CONFIG_DEFAULTS = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -155,9 +171,8 @@ class ModelBase(object):
     def validate_config(cls, config, add):
         """The mode's own configuration rules; ``add(message)`` reports a
         problem. The base checks ``LOSS_WEIGHTS``: its keys must be loss
-        names of this mode (unless it is the base Config's untouched
-        default, Mask R-CNN's five losses, which other modes ignore) and its
-        values non-negative numbers."""
+        names of this mode and its values non-negative numbers (a config
+        that does not set it has the mode's defaults: config_defaults)."""
         given = config.LOSS_WEIGHTS
         if not isinstance(given, dict):
             add("LOSS_WEIGHTS must be a dict of loss name -> weight, got {!r}".format(given))
@@ -165,9 +180,20 @@ class ModelBase(object):
         if any(not isinstance(w, numbers.Real) or w < 0 for w in given.values()):
             add("LOSS_WEIGHTS values must be non-negative numbers")
         unknown = set(given) - set(cls.LOSS_NAMES)
-        if unknown and not _is_base_default(given):
+        if unknown:
             add("LOSS_WEIGHTS has unknown keys {}; known: {}".format(
                 sorted(unknown), ", ".join(cls.LOSS_NAMES)))
+
+    @classmethod
+    def config_defaults(cls):
+        """``{Config attribute: default}`` of this mode: CONFIG_DEFAULTS,
+        and LOSS_WEIGHTS = the mode's DEFAULT_LOSS_WEIGHTS for every loss
+        (``Config`` reads them through ``modes.config_defaults``)."""
+        defaults = dict(cls.CONFIG_DEFAULTS)
+        weights_ = {name: 1.0 for name in cls.LOSS_NAMES}
+        weights_.update(cls.DEFAULT_LOSS_WEIGHTS or {})
+        defaults.setdefault("LOSS_WEIGHTS", weights_)
+        return defaults
 
     @classmethod
     def loss_weights(cls, config):
@@ -608,9 +634,3 @@ def _hook_message(model, hook):
     return "{} does not implement {}, which every model mode provides (see " \
            "mrcnn.modelbase)".format(type(model).__name__, hook)
 
-
-def _is_base_default(loss_weights):
-    """True when ``loss_weights`` is the base Config's default (Mask R-CNN's
-    five losses, all 1.0), i.e. the user did not set LOSS_WEIGHTS."""
-    from mrcnn.config import Config
-    return loss_weights == Config.LOSS_WEIGHTS

@@ -22,11 +22,15 @@ import sys
 # name -> ModelBase subclass, or "module:Class" imported when first needed.
 MODEL_REGISTRY = {
     "mask_rcnn": "mrcnn.maskrcnn.model:MaskRCNN",
+    "yolact": "mrcnn.yolact.model:Yolact",
 }
+
+# The mode whose defaults the base Config holds.
+DEFAULT_MODE = "mask_rcnn"
 
 # Heads this package plans to offer; until one is registered a config that
 # names it gets "not available in this version" rather than "unknown".
-PLANNED_MODES = ("yolact", "centernet", "mask2former")
+PLANNED_MODES = ("centernet", "mask2former")
 
 
 class UnknownModeError(ValueError):
@@ -81,6 +85,22 @@ def mode_class(name):
                               "imported: {}".format(name, MODEL_REGISTRY[name], e)) from e
         MODEL_REGISTRY[name] = target
     return target
+
+
+def config_defaults(name):
+    """``{Config attribute: default}`` of mode ``name``: the values that
+    replace the base Config's defaults when ``Config.MODEL == name``
+    (``ModelBase.config_defaults()``). Empty for Mask R-CNN, whose defaults
+    the base Config holds (so reading a config imports no mode), and for a
+    name that is not a usable mode (``Config.validate()`` reports it)."""
+    if name == DEFAULT_MODE:
+        return {}
+    try:
+        target = mode_class(name)
+    except (UnknownModeError, ImportError, TypeError):
+        return {}
+    defaults = getattr(target, "config_defaults", None)
+    return defaults() if defaults is not None else {}
 
 
 def mode_of(model_class):

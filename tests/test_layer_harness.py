@@ -17,6 +17,7 @@ from mrcnn.maskrcnn import detection, heads, losses, rpn
 from mrcnn.training import LossLayer
 from mrcnn.yolact.box_utils import make_priors
 from mrcnn.yolact.detection import YolactDetection
+from mrcnn.yolact.heads import BilinearUpsample
 
 
 def _boxes(rng, batch, count):
@@ -98,6 +99,9 @@ def _cases():
                        [rng.normal(size=(2, 9, 9, 4)).astype(np.float32),
                         np.zeros((2, 18, 17, 1), np.float32)],
                        [(2, 18, 17, 4)], "bfloat16", False, {}),
+        "BilinearUpsample": (BilinearUpsample, dict(factor=2, name="upsample_test"),
+                             [rng.normal(size=(2, 5, 7, 3)).astype(np.float32)],
+                             [(2, 10, 14, 3)], "bfloat16", False, {}),
         "LossLayer": (LossLayer, dict(fn=losses.rpn_class_loss, name="my_rpn_loss"),
                       [rng.choice([-1, 0, 1], (2, 60, 1)).astype(np.int32),
                        rng.normal(size=(2, 60, 2)).astype(np.float32)],

@@ -32,7 +32,16 @@ class BoxesTinyConfig(TinyConfig):
     IMAGE_MAX_DIM = 96
 
 
-TINY = {"mask_rcnn": TinyConfig, "boxes_only": BoxesTinyConfig}
+class YolactTinyConfig(TinyConfig):
+    MODEL = "yolact"
+    NAME = "tinyyolact"
+    IMAGE_MIN_DIM = 80  # YOLACT takes any side (550 is its own)
+    IMAGE_MAX_DIM = 80
+    YOLACT_NUM_PROTOTYPES = 8
+    YOLACT_HEAD_CHANNELS = 16
+
+
+TINY = {"mask_rcnn": TinyConfig, "boxes_only": BoxesTinyConfig, "yolact": YolactTinyConfig}
 
 
 def tiny_config(mode_name, **values):
@@ -63,7 +72,7 @@ def trained(request, datasets, tmp_path_factory):
 
 def test_every_registered_mode_is_tested():
     assert set(MODES) <= set(TINY), "add a tiny config for each registered mode"
-    assert {"mask_rcnn", "boxes_only"} <= set(MODES)
+    assert {"mask_rcnn", "boxes_only", "yolact"} <= set(MODES)
 
 
 def test_training_step_gives_finite_named_losses(trained):

@@ -39,9 +39,12 @@ class LossLayer(keras.layers.Layer):
         registered with ``register_loss_function`` (Mask R-CNN's
         ``rpn_class_loss`` ... ``mrcnn_mask_loss``, as the layer was built
         before it took a function).
+    arguments: keyword arguments given to ``fn`` on every call (numbers,
+        strings: a configuration value such as YOLACT's OHEM ratio); saved
+        with the layer.
     """
 
-    def __init__(self, fn=None, **kwargs):
+    def __init__(self, fn=None, arguments=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self._named = fn is None
@@ -57,14 +60,17 @@ class LossLayer(keras.layers.Layer):
             raise TypeError("LossLayer {!r}: fn must be callable, got {!r}".format(
                 self.name, fn))
         self.fn = fn
+        self.arguments = dict(arguments or {})
 
     def get_config(self):
         config = super().get_config()
         config["fn"] = None if self._named else keras.saving.serialize_keras_object(self.fn)
+        if self.arguments:
+            config["arguments"] = dict(self.arguments)
         return config
 
     def call(self, inputs):
-        return self.fn(*inputs)
+        return self.fn(*inputs, **self.arguments)
 
     def compute_output_shape(self, input_shape):
         return ()

@@ -11,10 +11,10 @@ YOLACT (Bolya et al., "YOLACT: Real-time Instance Segmentation"), the
 * ``heads``: the protonet, the prediction head shared across levels and the
   semantic segmentation head;
 * ``detection``: inference in the graph (``YolactDetection``): confidence
-  filter, Fast NMS, masks assembled from the prototypes and cropped.
-
-The network, the target builder and the ``Yolact`` mode class are still to
-come; until then ``Config.MODEL = "yolact"`` is refused as not available.
+  filter, Fast NMS, masks assembled from the prototypes and cropped;
+* ``model``: the ``Yolact`` mode class: the network on the shared backbone
+  and feature pyramid (P3-P7), the training targets per image, detect()'s
+  post-processing.
 
 Frames: boxes are ``(y1, x1, y2, x2)`` relative to the molded image (pixel
 coordinate / side, so 0..1), y first like the rest of the package; the

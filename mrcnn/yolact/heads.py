@@ -23,6 +23,34 @@ import keras
 from keras import layers as KL
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class BilinearUpsample(KL.Layer):
+    """[batch, h, w, C] -> [batch, factor * h, factor * w, C], bilinear with
+    half-pixel centres (``F.interpolate(scale_factor=factor,
+    mode="bilinear", align_corners=False)``). Unlike Keras's UpSampling2D
+    it takes maps whose size is only known at run time inside a
+    tf.function (detect() serves every image size with one trace)."""
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def get_config(self):
+        config = super().get_config()
+        config["factor"] = self.factor
+        return config
+
+    def call(self, x):
+        import tensorflow as tf
+        size = tf.shape(x)[1:3] * self.factor
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, c = input_shape
+        return (batch, None if h is None else h * self.factor,
+                None if w is None else w * self.factor, c)
+
+
 def protonet_graph(p3, num_prototypes, channels=256):
     """[batch, h, w, C] P3 -> [batch, 2h, 2w, num_prototypes] prototypes
     (non-negative)."""
@@ -30,7 +58,7 @@ def protonet_graph(p3, num_prototypes, channels=256):
     for i in range(1, 4):
         x = KL.Conv2D(channels, 3, padding="same", activation="relu",
                       name="yolact_proto_conv{}".format(i))(x)
-    x = KL.UpSampling2D(2, interpolation="bilinear", name="yolact_proto_upsample")(x)
+    x = BilinearUpsample(2, name="yolact_proto_upsample")(x)
     x = KL.Conv2D(channels, 3, padding="same", activation="relu", name="yolact_proto_conv4")(x)
     return KL.Conv2D(num_prototypes, 1, activation="relu", name="yolact_proto_out",
                      dtype="float32")(x)

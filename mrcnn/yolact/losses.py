@@ -22,6 +22,7 @@ batch size; the loss weights (``bbox_alpha`` 1.5, ``conf_alpha`` 1,
 prior gives 0 where the reference divided by zero.
 """
 
+import keras
 import tensorflow as tf
 
 from mrcnn.yolact.box_ops import crop_graph
@@ -31,6 +32,7 @@ def _num_positives(conf_t):
     return tf.reduce_sum(tf.cast(conf_t > 0, tf.float32))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn.yolact")
 def box_loss(conf_t, loc_t, loc_p):
     """Smooth-L1 (beta 1) of the deltas of the positive priors, summed and
     divided by the batch's positive count. Scalar float32."""
@@ -41,6 +43,7 @@ def box_loss(conf_t, loc_t, loc_p):
     return tf.math.divide_no_nan(total, _num_positives(conf_t))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn.yolact")
 def ohem_class_loss(conf_t, conf_p, negpos_ratio=3):
     """Softmax cross-entropy over the positive priors and the hardest
     negatives (online hard example mining, ``negpos_ratio`` negatives per
@@ -66,14 +69,22 @@ def ohem_class_loss(conf_t, conf_p, negpos_ratio=3):
     return tf.math.divide_no_nan(total, _num_positives(conf_t))
 
 
+def _clamped_log(x):
+    """log(x) clamped at -100 as torch's binary_cross_entropy, with a finite
+    gradient at 0 (log(0) would give 0 * inf = NaN through the clamp)."""
+    positive = x > 0
+    return tf.where(positive, tf.maximum(tf.math.log(tf.where(positive, x, 1.0)), -100.0),
+                    -100.0)
+
+
 def _bce(pred, target):
     """Binary cross-entropy of probabilities with torch's clamp of each log
-    at -100 (so a probability of exactly 0 or 1 gives a finite loss)."""
-    log_p = tf.maximum(tf.math.log(pred), -100.0)
-    log_not_p = tf.maximum(tf.math.log(1.0 - pred), -100.0)
-    return -(target * log_p + (1.0 - target) * log_not_p)
+    at -100 (so a probability of exactly 0 or 1 gives a finite loss and a
+    finite gradient)."""
+    return -(target * _clamped_log(pred) + (1.0 - target) * _clamped_log(1.0 - pred))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn.yolact")
 def lincomb_mask_loss(conf_t, idx_t, coef_p, proto, gt_boxes, gt_masks, masks_to_train=100,
                       seed=None):
     """YOLACT's mask loss: each positive prior's mask ``sigmoid(proto @
@@ -113,6 +124,7 @@ def lincomb_mask_loss(conf_t, idx_t, coef_p, proto, gt_boxes, gt_masks, masks_to
     return tf.math.divide_no_nan(total, _num_positives(conf_t))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn.yolact")
 def semantic_segmentation_loss(segm_t, segm_p):
     """Per-class sigmoid cross-entropy of the semantic segmentation head
     (on P3) against the class maps of the ground-truth masks, summed,
