@@ -1,11 +1,16 @@
-"""Inference speed: steady-state ``detect()`` latency and peak memory of an
-inference MaskRCNN with random weights and default detection settings
-(COCO class count), plus the backbone's convolution throughput.
+"""Inference speed: steady-state ``detect()`` latency and peak memory of
+inference models with random weights (COCO class count): Mask R-CNN with
+default detection settings, and YOLACT (``yolact_resnet50@550``) with
+DETECTION_MIN_CONFIDENCE 0 so that it too returns its 100 detections with
+masks (the worst case of post-processing); plus the backbone's convolution
+throughput. The JSON's ``ratios`` give YOLACT-550 / Mask R-CNN-1024 per
+precision (target: at most 1/3).
 
 Usage (from the repository root):
 
-    python benchmarks/bench_inference.py                 # resnet50@1024, resnet101@1024, resnet50@512
+    python benchmarks/bench_inference.py                 # every case
     python benchmarks/bench_inference.py --only resnet50@512 --runs 3
+    python benchmarks/bench_inference.py --only yolact_resnet50@550 --only resnet50@1024
     python benchmarks/bench_inference.py --precision float32
 
 Every case runs in float32 and with ``MIXED_PRECISION = "bfloat16"`` (the
@@ -33,8 +38,10 @@ from machine import machine_info
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-CASES = {"resnet50@1024": ("resnet50", 1024), "resnet101@1024": ("resnet101", 1024),
-         "resnet50@512": ("resnet50", 512)}
+CASES = {"resnet50@1024": ("resnet50", 1024, "mask_rcnn"),
+         "resnet101@1024": ("resnet101", 1024, "mask_rcnn"),
+         "resnet50@512": ("resnet50", 512, "mask_rcnn"),
+         "yolact_resnet50@550": ("resnet50", 550, "yolact")}
 
 
 def run_case(name, runs, precision):
@@ -45,10 +52,11 @@ def run_case(name, runs, precision):
     from mrcnn import model as modellib
     from mrcnn.config import Config
 
-    backbone, size = CASES[name]
+    backbone, size, arch = CASES[name]
 
     class BenchConfig(Config):
         NAME = "bench"
+        MODEL = arch
         NUM_CLASSES = 81
         GPU_COUNT = 1
         IMAGES_PER_GPU = 1
@@ -57,11 +65,14 @@ def run_case(name, runs, precision):
         IMAGE_MAX_DIM = size
         MIXED_PRECISION = precision == "bfloat16" and "bfloat16"
 
+    if arch == "yolact":
+        BenchConfig.DETECTION_MIN_CONFIDENCE = 0.0
+
     keras.utils.set_random_seed(0)
     model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
     image = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     for _ in range(2):
-        model.detect([image])
+        detections = len(model.detect([image])[0]["class_ids"])
     times = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -74,7 +85,11 @@ def run_case(name, runs, precision):
     keras.config.set_dtype_policy(BenchConfig().dtype_policy_name())
     image_input = keras.Input((size, size, 3))
     _, c2, c3, c4, c5 = resnet_graph(image_input, backbone, stage5=True, train_bn=False)
-    backbone_model = keras.Model(image_input, fpn_graph(c2, c3, c4, c5, 256))
+    if arch == "yolact":  # P3-P5 with bilinear top-down resizing (P6, P7 are in its head)
+        pyramid = fpn_graph(None, c3, c4, c5, 256, upsampling="bilinear", relu=True)[1:4]
+    else:
+        pyramid = fpn_graph(c2, c3, c4, c5, 256)
+    backbone_model = keras.Model(image_input, pyramid)
     fn = tf.function(lambda x: backbone_model(x, training=False))
     x = tf.random.uniform((1, size, size, 3))
     for _ in range(2):
@@ -92,7 +107,8 @@ def run_case(name, runs, precision):
             flops += 2 * out_h * out_w * kh * kw * layer.kernel.shape[2] * layer.filters
     b_median = statistics.median(b_times)
     return {
-        "case": name, "precision": precision, "backbone": backbone, "image_size": size,
+        "case": name, "model": arch, "precision": precision, "backbone": backbone,
+        "image_size": size, "detections": detections,
         "detect_median_s": round(statistics.median(times), 3),
         "detect_min_s": round(min(times), 3),
         "backbone_median_s": round(b_median, 3),
@@ -125,9 +141,17 @@ def main():
             raise SystemExit("case {} ({}) failed:\n{}".format(name, precision,
                                                                out.stderr[-3000:]))
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    medians = {(r["case"], r["precision"]): r["detect_median_s"] for r in results}
+    ratios = {precision: round(medians[("yolact_resnet50@550", precision)]
+                               / medians[("resnet50@1024", precision)], 3)
+              for precision in precisions
+              if ("yolact_resnet50@550", precision) in medians
+              and ("resnet50@1024", precision) in medians}
     print(json.dumps({
         "benchmark": "bench_inference",
         "targets_s": {"resnet50@1024": 2.5, "resnet50@512": 0.8},
+        "target_ratio_yolact550_over_maskrcnn1024": 1 / 3,
+        "ratios_yolact550_over_maskrcnn1024": ratios,
         "results": results,
         "machine": machine_info(),
     }, indent=2))

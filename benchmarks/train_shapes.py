@@ -1,5 +1,5 @@
-"""Learning benchmark: train Mask R-CNN from random initialisation on the
-synthetic shapes data (the shapes sample's dataset and ShapesConfig) for a
+"""Learning benchmark: train a model mode (Mask R-CNN by default, ``--arch
+yolact``) from random initialisation on the synthetic shapes data (the shapes sample's dataset and ShapesConfig) for a
 wall-clock budget, then report mAP@0.5 (utils.compute_ap) and
 mAP@[.5:.95] on validation images drawn with a different seed.
 
@@ -7,6 +7,11 @@ Usage (from the repository root):
 
     python benchmarks/train_shapes.py                  # 15 minutes, 50 validation images
     python benchmarks/train_shapes.py --minutes 2 --val-images 10   # smoke test
+    python benchmarks/train_shapes.py --arch yolact    # the YOLACT mode
+
+With ``--curve N`` the mAP@0.5 on the first 10 validation images is also
+measured every N epochs (the learning curve, in the JSON; its evaluation
+time counts against the budget).
 
 Prints one JSON object: the scores, the training minutes (wall time of
 train(), tracing and validation included), steps run, the median step time,
@@ -35,6 +40,9 @@ def main():
     parser.add_argument("--val-images", type=int, default=50)
     parser.add_argument("--train-images", type=int, default=500)
     parser.add_argument("--logs", default=None, help="model directory (default: a temp dir)")
+    parser.add_argument("--arch", default="mask_rcnn", help="Config.MODEL (default mask_rcnn)")
+    parser.add_argument("--curve", type=int, default=0, metavar="N",
+                        help="also measure mAP@0.5 on 10 validation images every N epochs")
     args = parser.parse_args()
 
     import keras
@@ -44,6 +52,8 @@ def main():
     model_dir = args.logs or tempfile.mkdtemp(prefix="train_shapes_")
 
     step_times = []
+    epoch_ends = []
+    start = time.time()
 
     class StepTimer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -52,18 +62,34 @@ def main():
         def on_train_batch_end(self, batch, logs=None):
             step_times.append(time.perf_counter() - self.t)
 
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_ends.append(time.time() - start)
+
     config = shapes.ShapesConfig()
+    config.MODEL = args.arch
+    inference_config = shapes.InferenceConfig()
+    inference_config.MODEL = args.arch
+    _, dataset_val = shapes.make_datasets(0, args.val_images)
+    callbacks = [StepTimer()]
+    curve = None
+    if args.curve > 0:
+        from mrcnn import model as modellib
+        from mrcnn.callbacks import MeanAveragePrecisionCallback
+        curve = MeanAveragePrecisionCallback(
+            modellib.create_model("inference", inference_config, model_dir), dataset_val,
+            every_n_epochs=args.curve, limit=10)
+        callbacks.append(curve)
     model, history, train_seconds = shapes.train(
         model_dir, minutes=args.minutes, epochs=1000, config=config,
         train_images=args.train_images, val_images=args.val_images, verbose=2,
-        callbacks=[StepTimer()])
-    _, dataset_val = shapes.make_datasets(0, args.val_images)
+        callbacks=callbacks)
 
-    infer, checkpoint = shapes.inference_model(model_dir, "last")
+    infer, checkpoint = shapes.inference_model(model_dir, "last", inference_config)
     eval_start = time.time()
     scores = shapes.evaluate(infer, dataset_val)
     result = {
         "benchmark": "train_shapes",
+        "arch": args.arch,
         "target": {"mAP@0.5": 0.90, "minutes": 15},
         "scores": scores,
         "training_minutes": round(train_seconds / 60, 2),
@@ -71,7 +97,11 @@ def main():
         "steps": len(step_times),
         "batch_size": config.BATCH_SIZE,
         "median_step_s": round(float(np.median(step_times)), 3) if step_times else None,
-        "final_losses": {k: round(float(v[-1]), 4) for k, v in history.history.items()},
+        "final_losses": {k: round(float(v[-1]), 4) for k, v in history.history.items()
+                         if k != "val_mAP"},
+        "curve": [{"epoch": epoch, "minutes": round(epoch_ends[epoch - 1] / 60, 2),
+                   "val_mAP@0.5 (10 images)": round(value, 4)}
+                  for epoch, value in (curve.history if curve else [])],
         "evaluation_s": round(time.time() - eval_start, 1),
         "checkpoint": checkpoint,
         "machine": machine_info(),

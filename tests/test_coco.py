@@ -531,6 +531,31 @@ def test_cli_evaluate_end_to_end(tmp_path):
         assert -1 <= summary[eval_type]["AP"] <= 1
 
 
+def test_cli_evaluate_end_to_end_with_yolact(tmp_path):
+    """--arch yolact: a real (tiny, untrained) YOLACT through evaluate."""
+    from tiny_models import TinyConfig
+
+    class TinyCoco(TinyConfig):
+        NAME = "coco"
+        DETECTION_MIN_CONFIDENCE = 0
+        IMAGE_MIN_DIM = 80
+        IMAGE_MAX_DIM = 80
+        YOLACT_NUM_PROTOTYPES = 4
+        YOLACT_HEAD_CHANNELS = 8
+
+    summary = coco.main(["evaluate", "--annotations", write_eval_set(tmp_path),
+                         "--model", "none", "--logs", str(tmp_path / "logs"), "--limit", "0",
+                         "--arch", "yolact"], config=TinyCoco())
+    assert summary["images"] == 2 and summary["weights"] == "none"
+    for eval_type in ("bbox", "segm"):
+        assert set(summary[eval_type]) == set(coco.STATS_NAMES)
+        assert -1 <= summary[eval_type]["AP"] <= 1
+    # YOLACT has no released COCO weights: --model coco says so.
+    with pytest.raises(SystemExit, match="no released COCO weights for MODEL='yolact'"):
+        coco.main(["evaluate", "--annotations", write_eval_set(tmp_path), "--model", "coco",
+                   "--logs", str(tmp_path / "logs"), "--arch", "yolact"], config=TinyCoco())
+
+
 def test_runs_as_a_script():
     """The file runs as a script with the installed package."""
     result = subprocess.run([sys.executable, COCO_PATH, "train", "--model", "none"],

@@ -31,7 +31,8 @@ pytest.importorskip("ipykernel")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
 # Execution order matters (see the module docstring).
-NOTEBOOKS = ["inspect_data", "train_shapes", "inspect_weights", "demo", "inspect_model"]
+NOTEBOOKS = ["inspect_data", "train_shapes", "inspect_weights", "demo", "inspect_model",
+             "inspect_yolact"]
 KERNEL_NAME = "mrcnn-notebook-tests"
 # Environment variables the notebooks read; the tests set their own values.
 NOTEBOOK_VARIABLES = ["MRCNN_QUICK", "MRCNN_ROOT", "MRCNN_LOGS", "MRCNN_WEIGHTS",
@@ -187,9 +188,25 @@ def check_inspect_model(s):
                                 "roi": [1, 250, 4]}
 
 
+def check_inspect_yolact(s):
+    # Trained here (two steps): a YOLACT checkpoint of its own.
+    assert os.path.basename(s["weights"]).startswith("yolact_shapes_")
+    # 128 px: P3-P7 of 16, 8, 4, 2, 1 cells, 3 priors each; 32 prototypes at 32 x 32.
+    assert s["priors"] == 3 * (256 + 64 + 16 + 4 + 1) == 1023
+    assert s["prototypes_shape"] == [1, 32, 32, 32]
+    assert s["coefficients_shape"] == [1, 1023, 32]
+    assert s["class_scores_shape"] == [1, 1023, 4]
+    assert 0 <= s["detections"] <= 20
+    assert s["top_detection_is_best_prior"] in (True, None)
+    assert s["mask_pixels_after_crop"] <= s["mask_pixels_before_crop"]
+    # Every object is forced onto at least one prior.
+    assert s["objects"] >= 1 and s["objects_with_a_positive"] == s["objects"]
+    assert s["positives"] >= s["objects"]
+
+
 CHECKS = {"inspect_data": (check_inspect_data, 10), "train_shapes": (check_train_shapes, 6),
           "inspect_weights": (check_inspect_weights, 1), "demo": (check_demo, 2),
-          "inspect_model": (check_inspect_model, 15)}
+          "inspect_model": (check_inspect_model, 15), "inspect_yolact": (check_inspect_yolact, 5)}
 
 
 @pytest.mark.slow

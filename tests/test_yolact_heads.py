@@ -30,20 +30,26 @@ def test_shapes_follow_the_priors():
 def test_the_head_is_shared_and_rows_follow_level_row_column_anchor():
     levels = ((4, 4), (2, 2))
     model = _model(levels)
-    head = model.get_layer("yolact_head")
-    assert sum(1 for layer in model.layers if layer.name == "yolact_head") == 1
-    # Every level goes through that one head: the concatenated outputs are
-    # the head's outputs of level 0 then of level 1, rows in the head's
-    # order (location-major, anchor-minor, as make_priors).
+    names = ["yolact_upfeature", "yolact_bbox", "yolact_conf", "yolact_coef"]
+    # One layer (one set of weights) per convolution, used by every level.
+    for name in names:
+        assert sum(1 for layer in model.layers if layer.name == name) == 1, name
+    assert len(model.weights) == 2 * len(names) + 2 * 5 + 2  # + protonet (5 convs), semantic
+
+    def head(level):
+        x = model.get_layer("yolact_upfeature")(level)
+        outputs = [np.asarray(model.get_layer(n)(x)) for n in names[1:]]
+        return [o.reshape(o.shape[0], -1, size) for o, size in zip(outputs, (4, 4, 5))]
+
+    # The concatenated outputs are the head's outputs of level 0 then of
+    # level 1, rows location-major, anchor-minor (as make_priors).
     rng = np.random.default_rng(1)
     level0 = rng.normal(size=(1, 4, 4, 16)).astype(np.float32)
     level1 = rng.normal(size=(1, 2, 2, 16)).astype(np.float32)
-    loc, conf, _, _, _ = model([level0, level1])
+    loc, conf, coef, _, _ = model([level0, level1])
     np.testing.assert_allclose(conf[0, :48], head(level0)[1][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loc[0, 48:], head(level1)[0][0], rtol=1e-5, atol=1e-6)
-    head_weights = sum(int(np.prod(w.shape)) for w in head.weights)
-    assert head_weights == sum(int(np.prod(w.shape)) for layer in model.layers
-                               if layer.name.startswith("yolact_h") for w in layer.weights)
+    np.testing.assert_allclose(coef[0, 48:], head(level1)[2][0], rtol=1e-5, atol=1e-6)
 
 
 def test_outputs_stay_float32_under_mixed_precision():

@@ -5,8 +5,8 @@ YOLACT's heads on the shared feature pyramid (after dbolya/yolact
 * the protonet on P3: 3 x [3x3, 256, ReLU] -> 2x bilinear upsampling ->
   3x3, 256, ReLU -> 1x1, k, ReLU: ``k`` prototypes at twice P3's size (a
   quarter of the input);
-* one prediction head shared by every level (a nested model,
-  ``yolact_head``): 3x3, 256, ReLU, then 3x3 convolutions for the box
+* one prediction head shared by every level (``PredictionHead``: its
+  layers are created once and called on each level): 3x3, 256, ReLU, then 3x3 convolutions for the box
   deltas, the class logits (background included) and the mask
   coefficients (tanh), ``A`` priors per location;
 * the semantic segmentation head on P3 (1x1, NUM_CLASSES - 1 logits), used
@@ -64,31 +64,49 @@ def protonet_graph(p3, num_prototypes, channels=256):
                      dtype="float32")(x)
 
 
-def build_prediction_head(depth, num_anchors, num_classes, num_prototypes, channels=256):
-    """The prediction head shared by every pyramid level, as a nested Keras
-    model ``yolact_head``: input [batch, h, w, depth], outputs box deltas
-    [batch, h * w * num_anchors, 4], class logits [..., num_classes] and
-    mask coefficients [..., num_prototypes] in (-1, 1). The three output
-    convolutions compute in float32 under mixed precision."""
-    feature = KL.Input(shape=[None, None, depth], name="input_yolact_feature")
-    x = KL.Conv2D(channels, 3, padding="same", activation="relu", name="yolact_upfeature")(
-        feature)
-    loc = KL.Conv2D(num_anchors * 4, 3, padding="same", name="yolact_bbox", dtype="float32")(x)
-    conf = KL.Conv2D(num_anchors * num_classes, 3, padding="same", name="yolact_conf",
-                     dtype="float32")(x)
-    coef = KL.Conv2D(num_anchors * num_prototypes, 3, padding="same", activation="tanh",
-                     name="yolact_coef", dtype="float32")(x)
-    outputs = [KL.Reshape((-1, 4), dtype="float32")(loc),
-               KL.Reshape((-1, num_classes), dtype="float32")(conf),
-               KL.Reshape((-1, num_prototypes), dtype="float32")(coef)]
-    return keras.Model([feature], outputs, name="yolact_head")
+class PredictionHead(object):
+    """The prediction head shared by every pyramid level: its four
+    convolutions (``yolact_upfeature`` 3x3 + ReLU, then 3x3 ``yolact_bbox``,
+    ``yolact_conf`` and ``yolact_coef`` + tanh) are created once and
+    called on each level, so their weights are shared and each is a
+    top-level layer of the model (``load_weights(exclude=["yolact_conf"])``
+    leaves the class-specific one out when fine-tuning on another class
+    count). The three output convolutions compute in float32 under mixed
+    precision.
+
+    ``head(feature)``: [batch, h, w, depth] -> (box deltas [batch, h * w *
+    num_anchors, 4], class logits [..., num_classes], mask coefficients
+    [..., num_prototypes] in (-1, 1)), rows location-major, anchor-minor.
+    """
+
+    def __init__(self, num_anchors, num_classes, num_prototypes, channels=256):
+        self.num_classes = num_classes
+        self.num_prototypes = num_prototypes
+        self.upfeature = KL.Conv2D(channels, 3, padding="same", activation="relu",
+                                   name="yolact_upfeature")
+        self.bbox = KL.Conv2D(num_anchors * 4, 3, padding="same", name="yolact_bbox",
+                              dtype="float32")
+        self.conf = KL.Conv2D(num_anchors * num_classes, 3, padding="same",
+                              name="yolact_conf", dtype="float32")
+        self.coef = KL.Conv2D(num_anchors * num_prototypes, 3, padding="same",
+                              activation="tanh", name="yolact_coef", dtype="float32")
+
+    def __call__(self, feature):
+        x = self.upfeature(feature)
+        return (KL.Reshape((-1, 4), dtype="float32")(self.bbox(x)),
+                KL.Reshape((-1, self.num_classes), dtype="float32")(self.conf(x)),
+                KL.Reshape((-1, self.num_prototypes), dtype="float32")(self.coef(x)))
+
+
+def build_prediction_head(num_anchors, num_classes, num_prototypes, channels=256):
+    """A PredictionHead (its layers are shared by every call)."""
+    return PredictionHead(num_anchors, num_classes, num_prototypes, channels)
 
 
 def prediction_graph(feature_maps, num_anchors, num_classes, num_prototypes, channels=256):
     """The shared head on every level, concatenated in the priors' order:
     (loc [batch, P, 4], conf [batch, P, num_classes], coef [batch, P, k])."""
-    head = build_prediction_head(int(feature_maps[0].shape[-1]), num_anchors, num_classes,
-                                 num_prototypes, channels)
+    head = build_prediction_head(num_anchors, num_classes, num_prototypes, channels)
     per_level = [head(level) for level in feature_maps]
     names = ("yolact_loc", "yolact_class_logits", "yolact_coefficients")
     return tuple(KL.Concatenate(axis=1, name=name, dtype="float32")(

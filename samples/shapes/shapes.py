@@ -126,6 +126,12 @@ class ShapesConfig(Config):
     POST_NMS_ROIS_INFERENCE = 250
     DETECTION_MAX_INSTANCES = 20
 
+    # ---- YOLACT (--arch yolact; Mask R-CNN ignores these) ----
+    # Anchors sized for 40-64 px shapes in 128 px images: 32, 64, 96, 128
+    # and 160 px on P3-P7 (the sizes are given for a 550 px image).
+    YOLACT_ANCHOR_SCALES = (137.5, 275, 412.5, 550, 687.5)
+    YOLACT_HEAD_CHANNELS = 64
+
 
 ############################################################
 #  Dataset
