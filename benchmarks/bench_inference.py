@@ -1,8 +1,11 @@
 """Inference speed: steady-state ``detect()`` latency and peak memory of
 inference models with random weights (COCO class count): Mask R-CNN with
-default detection settings, and YOLACT (``yolact_resnet50@550``) with
-DETECTION_MIN_CONFIDENCE 0 so that it too returns its 100 detections with
-masks (the worst case of post-processing); plus the backbone's convolution
+default detection settings on a 1024x768 photo, and YOLACT
+(``yolact_resnet50@550``) with DETECTION_MIN_CONFIDENCE 0 on a 1024x1024
+one, so that it too returns its 100 detections with masks (the worst case
+of post-processing: on the photo, its best-scoring random detections lie in
+the padding and are dropped; the larger square image only adds work for
+YOLACT's mask resizing); plus the backbone's convolution
 throughput. The JSON's ``ratios`` give YOLACT-550 / Mask R-CNN-1024 per
 precision (target: at most 1/3).
 
@@ -19,8 +22,9 @@ AVX512-BF16, which the machine section reports.
 
 Each case runs in its own subprocess so peak RSS is per case. Per case:
 build the model, warm up with 2 calls, then time ``--runs`` calls on one
-random 1024x768 photo-sized image (median and min). The backbone (ResNet +
-FPN, i.e. everything before the RPN) is timed alone as well, and its FLOPs
+random image (1024x768, or 1024x1024 for YOLACT; median and min). The
+backbone (ResNet + FPN, i.e. everything before the mode's head) is timed
+alone as well, and its FLOPs
 are counted from the Conv2D layers' shapes, giving GFLOP/s.
 Prints one JSON object.
 """
@@ -70,7 +74,8 @@ def run_case(name, runs, precision):
 
     keras.utils.set_random_seed(0)
     model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
-    image = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    shape = (1024, 1024, 3) if arch == "yolact" else (768, 1024, 3)
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
     for _ in range(2):
         detections = len(model.detect([image])[0]["class_ids"])
     times = []

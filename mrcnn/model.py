@@ -6,7 +6,7 @@ Copyright (c) 2017 Matterport, Inc. (original design), rebuilt for Keras 3.
 Licensed under the MIT License (see LICENSE for details)
 
 This module is the front door the original's users import as ``modellib``:
-``MaskRCNN`` plus the graph-building functions, data functions and layer
+``MaskRCNN`` (and ``Yolact``, loaded on first use) plus the graph-building functions, data functions and layer
 classes the reference's ``model.py`` defined, re-exported from the modules
 that hold them today (``mrcnn.maskrcnn`` for Mask R-CNN's own parts, the
 shared ``backbone``, ``roi_heads``, ``box_ops``, ``image_meta``, ``data``
@@ -55,3 +55,12 @@ __all__ = [
     "rpn_class_loss_graph", "rpn_bbox_loss_graph", "mrcnn_class_loss_graph",
     "mrcnn_bbox_loss_graph", "mrcnn_mask_loss_graph",
 ]
+
+
+def __getattr__(name):
+    """The other modes' classes (``modellib.Yolact``), imported when first
+    asked for, so that Mask R-CNN users load none of them."""
+    if name == "Yolact":
+        from mrcnn.yolact.model import Yolact
+        return Yolact
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

@@ -70,6 +70,9 @@ from mrcnn.weights import pretrained
 
 logger = logging.getLogger(__name__)
 
+# ModelBase.config_defaults() per mode class.
+_CONFIG_DEFAULTS = {}
+
 # The hooks a mode implements (see the module docstring).
 MODE_HOOKS = ("build", "training_signature", "training_sample", "inference_inputs",
               "postprocess")
@@ -188,11 +191,16 @@ class ModelBase(object):
     def config_defaults(cls):
         """``{Config attribute: default}`` of this mode: CONFIG_DEFAULTS,
         and LOSS_WEIGHTS = the mode's DEFAULT_LOSS_WEIGHTS for every loss
-        (``Config`` reads them through ``modes.config_defaults``)."""
-        defaults = dict(cls.CONFIG_DEFAULTS)
-        weights_ = {name: 1.0 for name in cls.LOSS_NAMES}
-        weights_.update(cls.DEFAULT_LOSS_WEIGHTS or {})
-        defaults.setdefault("LOSS_WEIGHTS", weights_)
+        (``Config`` reads them through ``modes.config_defaults``). One
+        dict per class, so a default read twice is the same object, as a
+        base Config class attribute is."""
+        defaults = _CONFIG_DEFAULTS.get(cls)
+        if defaults is None:
+            defaults = dict(cls.CONFIG_DEFAULTS)
+            weights_ = {name: 1.0 for name in cls.LOSS_NAMES}
+            weights_.update(cls.DEFAULT_LOSS_WEIGHTS or {})
+            defaults.setdefault("LOSS_WEIGHTS", weights_)
+            _CONFIG_DEFAULTS[cls] = defaults
         return defaults
 
     @classmethod

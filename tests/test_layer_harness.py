@@ -18,6 +18,8 @@ from mrcnn.training import LossLayer
 from mrcnn.yolact.box_utils import make_priors
 from mrcnn.yolact.detection import YolactDetection
 from mrcnn.yolact.heads import BilinearUpsample
+from mrcnn.centernet.detection import CenterNetDetection
+from mrcnn.centernet.heads import LevelScale
 
 
 def _boxes(rng, batch, count):
@@ -102,6 +104,17 @@ def _cases():
         "BilinearUpsample": (BilinearUpsample, dict(factor=2, name="upsample_test"),
                              [rng.normal(size=(2, 5, 7, 3)).astype(np.float32)],
                              [(2, 10, 14, 3)], "bfloat16", False, {}),
+        "LevelScale": (LevelScale, dict(name="scale_test"),
+                       [rng.normal(size=(2, 4, 5, 4)).astype(np.float32)],
+                       [(2, 4, 5, 4)], "bfloat16", False, {}),
+        "CenterNetDetection": (
+            CenterNetDetection, dict(strides=(8, 16), min_confidence=0.2, pre_nms_top_k=10,
+                                     nms_threshold=0.5, max_instances=5),
+            [rng.normal(-1, 2, (2, 8, 8, 3)).astype(np.float32),
+             rng.normal(-1, 2, (2, 4, 4, 3)).astype(np.float32),
+             rng.uniform(0, 2, (2, 8, 8, 4)).astype(np.float32),
+             rng.uniform(0, 2, (2, 4, 4, 4)).astype(np.float32), _meta(2, 64, 64, 4)],
+            [(2, 5, 6)], "float32", False, dict(strides=[8, 16], max_instances=5)),
         "LossLayer": (LossLayer, dict(fn=losses.rpn_class_loss, name="my_rpn_loss"),
                       [rng.choice([-1, 0, 1], (2, 60, 1)).astype(np.int32),
                        rng.normal(size=(2, 60, 2)).astype(np.float32)],

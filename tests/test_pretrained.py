@@ -185,6 +185,21 @@ def test_resolve_weights_last(tmp_path):
         str(run / "mask_rcnn_shapes_0002.h5"), None)
 
 
+def test_resolve_weights_last_names_another_modes_checkpoint(tmp_path):
+    """Evaluating a YOLACT run without saying so: the error names the
+    checkpoint found and what to set."""
+    run = tmp_path / "logs" / "shapes20240101T0000"
+    run.mkdir(parents=True)
+    (run / "yolact_shapes_0003.h5").write_bytes(b"")
+    with pytest.raises(FileNotFoundError) as e:
+        pretrained.resolve_weights("last", SpecConfig(), str(tmp_path / "logs"))
+    message = str(e.value)
+    assert "looked for mask_rcnn_*.h5" in message
+    assert "the newest checkpoint there is of MODEL='yolact' ({})".format(
+        run / "yolact_shapes_0003.h5") in message
+    assert "--arch yolact" in message
+
+
 def test_resolve_weights_imagenet(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(pretrained, "get_imagenet_weights",

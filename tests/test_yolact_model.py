@@ -70,6 +70,11 @@ def test_values_a_config_sets_win_over_the_mode_defaults():
     assert config.DETECTION_NMS_THRESHOLD == 0.6
 
 
+def test_the_class_is_on_the_front_door():
+    assert modellib.Yolact is Yolact
+    assert modellib.create_model.__module__ == "mrcnn.modes"
+
+
 def test_mask_rcnn_keeps_its_defaults_and_switching_the_mode_switches_them():
     class Mine(Config):
         NAME = "mine"
@@ -148,6 +153,20 @@ def test_the_priors_line_up_with_the_networks_rows(tmp_path):
     assert masks.shape == (1,) + prototype_shape((100, 150)) + (config.DETECTION_MAX_INSTANCES,)
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         model.run_graph([image], [("x", "nope")])
+
+
+def test_native_550_input_with_yolact_plus_plus_anchors(tmp_path):
+    config = _tiny(IMAGES_PER_GPU=1, IMAGE_MIN_DIM=550, IMAGE_MAX_DIM=550,
+                   YOLACT_SCALES_PER_LEVEL=3)
+    model = modellib.create_model("inference", config, str(tmp_path))
+    image = np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    out = model.run_graph([image], [("coefficients", "yolact_coefficients")])
+    assert out["coefficients"].shape == (1, 3 * 19248, 8)
+    result = model.detect([image])[0]
+    assert result["masks"].shape[:2] == (300, 400)
+    # Confidence 0: every slot is a detection; those wholly in the padding
+    # have no area in the original image and are dropped.
+    assert 1 <= len(result["class_ids"]) <= config.DETECTION_MAX_INSTANCES
 
 
 # ---------------------------------------------------------------------------

@@ -259,14 +259,40 @@ def resolve_weights(spec, config, model_dir, coco_path=None):
             prefix = getattr(mode, "CHECKPOINT_PREFIX", "mask_rcnn")
             return find_last_checkpoint(model_dir, config.NAME, prefix), None
         except FileNotFoundError as e:
+            hint = _other_mode_checkpoint(model_dir, config.NAME, prefix)
             raise FileNotFoundError(
                 "{}: no checkpoint of {!r} to continue from (looked for {}_*.h5 files of "
-                "MODEL={!r}); train first or give coco, imagenet, none or a weights "
-                "file".format(e.strerror or e, config.NAME, prefix,
-                              getattr(config, "MODEL", "mask_rcnn"))) from e
+                "MODEL={!r}); {}".format(
+                    e.strerror or e, config.NAME, prefix, getattr(config, "MODEL", "mask_rcnn"),
+                    hint or "train first or give coco, imagenet, none or a weights file")) from e
     if key == "imagenet":
         return get_imagenet_weights(config.BACKBONE), None
     return spec, None
+
+
+def _other_mode_checkpoint(model_dir, config_name, prefix):
+    """"the newest checkpoint there is MODEL=...'s (path): ..." when
+    ``model_dir`` holds checkpoints of ``config_name`` written by another
+    registered mode (the usual slip: evaluating a YOLACT run without
+    ``--arch yolact``); None otherwise."""
+    from mrcnn import modes
+    found = []
+    for name in modes.available_modes():
+        try:
+            other = getattr(modes.mode_class(name), "CHECKPOINT_PREFIX", None)
+        except (ImportError, modes.UnknownModeError):
+            continue
+        if not other or other == prefix:
+            continue
+        try:
+            found.append((find_last_checkpoint(model_dir, config_name, other), name))
+        except FileNotFoundError:
+            continue
+    if not found:
+        return None
+    path, name = max(found)
+    return ("the newest checkpoint there is of MODEL={!r} ({}): set MODEL = {!r} (--arch {} on "
+            "the samples) to use it".format(name, path, name, name))
 
 
 def _mode_class(config):

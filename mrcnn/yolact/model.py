@@ -332,6 +332,9 @@ class Yolact(ModelBase):
         if count == 0:
             return np.zeros((out_h, out_w, 0), bool)
         y1, x1, y2, x2 = (int(v) for v in window)
+        # A very thin image can be molded into a window less than a pixel
+        # thick: its one row or column then stands for the whole image.
+        y2, x2 = max(y2, y1 + 1), max(x2, x1 + 1)
         full = np.zeros((out_h, out_w, count), bool)
         for start in range(0, count, 512):  # OpenCV's channel limit
             chunk = masks[..., start:start + 512].astype(np.float32)
