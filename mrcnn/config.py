@@ -276,6 +276,39 @@ class Config(object):
     # (The semantic segmentation head on P3 trains with the others; its
     # weight is LOSS_WEIGHTS["yolact_semantic_loss"], 0 turns it off.)
 
+    # ---- CenterNet (MODEL = "centernet"; mmdetection's CenterNetUpdateHead) ----
+    # With MODEL = "centernet" the shared values default to the reference's
+    # too: DETECTION_MIN_CONFIDENCE 0.05, DETECTION_NMS_THRESHOLD 0.6
+    # (class-aware), LEARNING_RATE 0.01, LOSS_WEIGHTS heatmap 1, box 2,
+    # mask 1. Masks come from Mask R-CNN's ROI mask head (MASK_* values,
+    # TRAIN_ROIS_PER_IMAGE and ROI_POSITIVE_RATIO for its sampling).
+
+    # Half-diagonal (pixels of the molded image) of the boxes each level
+    # P3-P7 regresses, both ends inclusive.
+    CENTERNET_REGRESS_RANGES = ((0, 80), (64, 160), (128, 320), (256, 640), (512, 1e9))
+    # Gaussian heatmaps: r^2 = max(2 * delta^2 * area, MIN_RADIUS^2) with
+    # delta = (1 - MIN_OVERLAP) / (1 + MIN_OVERLAP).
+    CENTERNET_MIN_RADIUS = 4
+    CENTERNET_MIN_OVERLAP = 0.8
+    # Extra classification positives: the candidates (3x3 around each box's
+    # centre on every level) whose 1 - GIoU is below min(TOPK-th smallest,
+    # THRESH).
+    CENTERNET_MORE_POS_THRESH = 0.2
+    CENTERNET_MORE_POS_TOPK = 9
+    # Gaussian focal loss: p^ALPHA, (1 - heatmap)^GAMMA, positive and
+    # negative weights, probabilities clamped to [CLAMP, 1 - CLAMP].
+    CENTERNET_FOCAL_ALPHA = 2.0
+    CENTERNET_FOCAL_GAMMA = 4.0
+    CENTERNET_POS_WEIGHT = 0.25
+    CENTERNET_NEG_WEIGHT = 0.75
+    CENTERNET_SIGMOID_CLAMP = 1e-4
+    # Inference: candidates per level before the class-aware NMS.
+    CENTERNET_PRE_NMS_TOP_K = 1000
+    # The towers: convolutions per tower, their width, GroupNorm groups.
+    CENTERNET_TOWER_CONVS = 4
+    CENTERNET_HEAD_CHANNELS = 256
+    CENTERNET_GROUPS = 32
+
     def __init__(self):
         """Kept for compatibility: subclasses call ``super().__init__()``.
 

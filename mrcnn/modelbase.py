@@ -627,6 +627,60 @@ class ModelBase(object):
         return results
 
 
+    # ------------------------------------------------------------------
+    # Inspection
+    # ------------------------------------------------------------------
+    def run_graph(self, images, outputs, image_metas=None):
+        """Compute named outputs of the inference graph for ``images``.
+
+        outputs: list of (name, tensor or layer name) pairs, e.g. YOLACT's
+            ``[("prototypes", "yolact_prototypes"), ("coefficients",
+            "yolact_coefficients")]`` or CenterNet's ``[("heatmap",
+            "centernet_heatmap_p3")]``; a layer with several outputs gives a
+            list.
+        image_metas: when given, ``images`` are already molded.
+        Returns an OrderedDict name -> NumPy array. (Mask R-CNN's version
+        also understands the proposal stages of the reference notebooks.)
+        """
+        from collections import OrderedDict
+        import keras
+        if self.mode != "inference":
+            raise ValueError("run_graph() needs a model built in inference mode")
+        tensors = []
+        for key, value in outputs:
+            if isinstance(value, str):
+                try:
+                    value = self.keras_model.get_layer(value.split(":")[0]).output
+                except ValueError as e:
+                    raise ValueError("run_graph(): output {!r}: no layer named {!r} in the "
+                                     "{} inference model".format(
+                                         key, value, type(self).__name__)) from e
+            if value is None:
+                raise ValueError("run_graph(): output {!r} is None (not found)".format(key))
+            tensors.append(value)
+        flat = []
+        for value in tensors:
+            flat.extend(value if isinstance(value, (list, tuple)) else [value])
+        sub_model = keras.Model(self.keras_model.inputs, flat)
+        if image_metas is None:
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = np.asarray(images)
+        values = sub_model(self.inference_inputs(molded_images, image_metas), training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        values = [np.asarray(v) for v in values]
+        results = OrderedDict()
+        position = 0
+        for (key, _), value in zip(outputs, tensors):
+            size = len(value) if isinstance(value, (list, tuple)) else 1
+            results[key] = values[position] if size == 1 else values[position:position + size]
+            position += size
+        for key, value in results.items():
+            if isinstance(value, np.ndarray):
+                log(key, value)
+        return results
+
 class _Overlay(object):
     """A config view with some attributes replaced."""
 

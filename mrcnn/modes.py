@@ -23,6 +23,7 @@ import sys
 MODEL_REGISTRY = {
     "mask_rcnn": "mrcnn.maskrcnn.model:MaskRCNN",
     "yolact": "mrcnn.yolact.model:Yolact",
+    "centernet": "mrcnn.centernet.model:CenterNet",
 }
 
 # The mode whose defaults the base Config holds.
@@ -30,7 +31,7 @@ DEFAULT_MODE = "mask_rcnn"
 
 # Heads this package plans to offer; until one is registered a config that
 # names it gets "not available in this version" rather than "unknown".
-PLANNED_MODES = ("centernet", "mask2former")
+PLANNED_MODES = ("mask2former",)
 
 
 class UnknownModeError(ValueError):

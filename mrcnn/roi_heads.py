@@ -1,8 +1,9 @@
 """
 Heads that work on regions of interest, shared by the modes that pool
 features per box: multi-level ROIAlign (``PyramidROIAlign``), the ROI-wise
-layer wrapper (``RoiDistributed``, the reference's TimeDistributed) and the
-FPN mask head with its loss. Mask R-CNN uses them on its detections;
+layer wrapper (``RoiDistributed``, the reference's TimeDistributed), the
+box helpers ``NormBoxes`` and ``SliceRois``, and the FPN mask head with its
+loss. Proposal sampling is ``mrcnn.roi_sampling``. Mask R-CNN uses them on its detections;
 CenterNet's masks go through the same head.
 
 Layer names are the reference's (``roi_align_mask``, ``mrcnn_mask_conv1``
@@ -15,19 +16,22 @@ from keras import layers as KL
 from keras import ops
 
 from mrcnn.backbone import BatchNorm, bn_training
+from mrcnn.box_ops import norm_boxes_graph
 from mrcnn.image_meta import parse_image_meta_graph
 from mrcnn.training.losses import safe_mean
 
 
-def roi_levels_graph(boxes, image_shape):
-    """FPN level (2..5) of each box, from its size (Feature Pyramid Networks
-    paper, eq. 1, with k0 = 4 and canonical size 224).
+def roi_levels_graph(boxes, image_shape, min_level=2, max_level=5):
+    """FPN level of each box, from its size (Feature Pyramid Networks
+    paper, eq. 1, with k0 = 4 and canonical size 224), clipped to
+    ``min_level..max_level`` (P2-P5 for Mask R-CNN; P3-P5 for heads on a
+    P3-P7 pyramid, as CenterNet2's).
 
     boxes: [..., (y1, x1, y2, x2)] normalised. image_shape: [(h, w, ...)]
     of the molded image (a 1-D tensor).
 
     Returns: int32 levels, shape boxes.shape[:-1]. Zero (padding) boxes
-    get level 2.
+    get ``min_level``.
     """
     h = boxes[..., 2] - boxes[..., 0]
     w = boxes[..., 3] - boxes[..., 1]
@@ -36,7 +40,7 @@ def roi_levels_graph(boxes, image_shape):
     side = tf.sqrt(tf.maximum(h * w, 0.0) * image_area)
     roi_level = tf.math.log(tf.maximum(side, 1e-6) / 224.0) / tf.math.log(2.0)
     roi_level = 4 + tf.cast(tf.round(roi_level), tf.int32)
-    return tf.minimum(5, tf.maximum(2, roi_level))
+    return tf.minimum(max_level, tf.maximum(min_level, roi_level))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -61,17 +65,24 @@ class PyramidROIAlign(KL.Layer):
 
     Each box is cropped from the level given by roi_levels_graph with
     bilinear crop-and-resize; gradients do not flow into the box coordinates
-    (as in the original).
+    (as in the original). ``levels``: the pyramid levels of the feature
+    maps, in order (P2-P5 by default; (3, 4, 5) for P3-P5).
     """
 
-    def __init__(self, pool_shape, **kwargs):
+    def __init__(self, pool_shape, levels=(2, 3, 4, 5), **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(s) for s in pool_shape)
+        self.levels = tuple(int(v) for v in levels)
+        if list(self.levels) != list(range(self.levels[0], self.levels[0] + len(self.levels))):
+            raise ValueError("PyramidROIAlign: levels must be consecutive, got {}".format(
+                self.levels))
 
     def get_config(self):
         config = super().get_config()
         config.update({"pool_shape": list(self.pool_shape)})
+        if self.levels != (2, 3, 4, 5):
+            config["levels"] = list(self.levels)
         return config
 
     def call(self, inputs):
@@ -79,13 +90,13 @@ class PyramidROIAlign(KL.Layer):
         image_meta = inputs[1]
         feature_maps = inputs[2:]
         image_shape = parse_image_meta_graph(image_meta)['image_shape'][0]
-        roi_level = roi_levels_graph(boxes, image_shape)
+        roi_level = roi_levels_graph(boxes, image_shape, self.levels[0], self.levels[-1])
 
         batch = tf.shape(boxes)[0]
         num_boxes = tf.shape(boxes)[1]
         pooled = []
         box_positions = []
-        for i, level in enumerate(range(2, 6)):
+        for i, level in enumerate(self.levels):
             ix = tf.where(tf.equal(roi_level, level))        # [M, (batch, box)]
             level_boxes = tf.stop_gradient(tf.gather_nd(boxes, ix))
             box_indices = tf.stop_gradient(tf.cast(ix[:, 0], tf.int32))
@@ -139,8 +150,57 @@ class RoiDistributed(KL.Wrapper):
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NormBoxes(KL.Layer):
+    """Pixel boxes -> normalised boxes for the size of an image tensor.
+
+    Inputs: [boxes [batch, N, (y1, x1, y2, x2)] pixels, image [batch, H, W, C]].
+    Output: [batch, N, 4] float32, see utils.norm_boxes."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        boxes, image = inputs
+        return norm_boxes_graph(ops.cast(boxes, "float32"), ops.shape(image)[1:3])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class SliceRois(KL.Layer):
+    """[batch, N, ...] -> [batch, count, ...]: the first ``count`` ROIs, and
+    optionally only the first ``columns`` values of the last axis."""
+
+    def __init__(self, count=None, columns=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.count = None if count is None else int(count)
+        self.columns = None if columns is None else int(columns)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"count": self.count, "columns": self.columns})
+        return config
+
+    def call(self, inputs):
+        x = inputs if self.count is None else inputs[:, :self.count]
+        return x if self.columns is None else x[..., :self.columns]
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        if self.count is not None:
+            shape[1] = self.count if shape[1] is None else min(self.count, shape[1])
+        if self.columns is not None:
+            shape[-1] = self.columns
+        return tuple(shape)
+
+
 def build_fpn_mask_graph(rois, feature_maps, image_meta,
-                         pool_size, num_classes, train_bn=True, conv_channels=256):
+                         pool_size, num_classes, train_bn=True, conv_channels=256,
+                         levels=(2, 3, 4, 5)):
     """Builds the computation graph of the mask head of Feature Pyramid Network.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] Proposal boxes in normalized
@@ -153,14 +213,15 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta,
     train_bn: Boolean (or None). Train or freeze Batch Norm layers
     conv_channels: width of the four 3x3 convolutions and the deconvolution
         (256 in the reference and the released weights; MASK_HEAD_CHANNELS).
+    levels: the pyramid levels of ``feature_maps`` (see PyramidROIAlign).
 
     Returns: Masks [batch, num_rois, 2 * pool_size, 2 * pool_size, NUM_CLASSES],
     per-class probabilities (sigmoid).
     """
     training = bn_training(train_bn)
     # ROI Pooling. Shape: [batch, num_rois, MASK_POOL_SIZE, MASK_POOL_SIZE, channels]
-    x = PyramidROIAlign([pool_size, pool_size],
-                        name="roi_align_mask")([rois, image_meta] + feature_maps)
+    x = PyramidROIAlign([pool_size, pool_size], levels=levels,
+                        name="roi_align_mask")([rois, image_meta] + list(feature_maps))
     for i in range(1, 5):
         x = RoiDistributed(KL.Conv2D(conv_channels, (3, 3), padding="same"),
                            name="mrcnn_mask_conv{}".format(i))(x)

@@ -88,3 +88,31 @@ def mold(image, config):
     image_meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                     np.zeros([config.NUM_CLASSES], dtype=np.int32))
     return molded, image_meta, np.asarray(window)
+
+
+def unmold_roi_detections(detections, roi_masks, original_shape, molded_shape, window):
+    """One image's detections of a mode with an ROI mask head (Mask R-CNN,
+    CenterNet) -> ``detect()``'s values in original-image pixels.
+
+    detections: [N, (y1, x1, y2, x2, class_id, score)] normalised to the
+        molded image, zero padded (the first class_id 0 ends them).
+    roi_masks: [N, h, w, num_classes] per-class mask probabilities, each
+        covering its box.
+    original_shape, molded_shape: [H, W, ...] and [h, w, ...]; window: the
+        original image's pixels in the molded one.
+
+    Returns (boxes [K, 4] int32, class_ids [K] int32, scores [K] float32,
+    masks [H, W, K] bool): detections whose box has no area in the original
+    image (early in training) are dropped; each mask is its class's,
+    resized to its box and thresholded at 0.5.
+    """
+    zero_ix = np.where(detections[:, 4] == 0)[0]
+    count = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+    boxes = detections[:count, :4]
+    class_ids = detections[:count, 4].astype(np.int32)
+    scores = detections[:count, 5].astype(np.float32)
+    masks = roi_masks[np.arange(count), :, :, class_ids]
+    boxes = unmold_boxes(boxes, window, molded_shape, original_shape)
+    keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+    boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+    return boxes, class_ids, scores, paste_masks(masks, boxes, original_shape)

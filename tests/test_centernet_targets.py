@@ -171,8 +171,11 @@ def test_focal_and_box_losses_match_numpy_on_a_small_batch():
     m = sum(h * w for h, w in shapes)
     batch = []
     for boxes, classes in [([[4, 6, 30, 40], [20, 30, 46, 60]], [1, 2]), ([], [])]:
-        batch.append(targets.build_targets(image_shape, classes, np.array(boxes).reshape(-1, 4),
-                                           3, STRIDES, RANGES, max_instances=3))
+        boxes = np.array(boxes).reshape(-1, 4)
+        t = targets.build_targets(image_shape, classes, boxes, 3, STRIDES, RANGES)
+        t.update(targets.candidate_targets(image_shape, classes, boxes, STRIDES, RANGES, 3))
+        t["gt_class_ids"] = np.pad(np.asarray(classes, np.int32), (0, 3 - len(classes)))
+        batch.append(t)
     stack = {key: np.stack([t[key] for t in batch]) for key in batch[0]}
     logits = rng.normal(-2, 1.5, (2, m, 2)).astype(np.float32)
     box_pred = rng.uniform(0, 3, (2, m, 4)).astype(np.float32)
@@ -195,9 +198,11 @@ def test_focal_and_box_losses_match_numpy_on_a_small_batch():
 
 def test_a_batch_without_instances_gives_finite_losses():
     image_shape = (32, 32)
-    t = targets.build_targets(image_shape, [], np.zeros((0, 4)), 3, STRIDES, RANGES, 2)
+    t = targets.build_targets(image_shape, [], np.zeros((0, 4)), 3, STRIDES, RANGES)
+    t.update(targets.candidate_targets(image_shape, [], np.zeros((0, 4)), STRIDES, RANGES, 2))
+    t["gt_class_ids"] = np.zeros(2, np.int32)
     assert not t["heatmap"].any() and np.all(t["box_target"] == -1)
-    assert not t["gt_class_ids"].any() and not t["candidate_valid"].any()
+    assert not t["candidate_valid"].any() and not t["candidate_forced"].any()
     m = len(t["heatmap"])
     logits = np.full((1, m, 2), -4.6, np.float32)
     box_pred = np.ones((1, m, 4), np.float32)
@@ -211,10 +216,18 @@ def test_a_batch_without_instances_gives_finite_losses():
     assert float(losses.box_giou_loss(t["box_target"][None], box_pred)) == 0.0
 
 
-def test_build_targets_keeps_the_largest_boxes_as_candidate_sources():
+def test_candidate_slots_follow_the_given_instances():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 40, 40], [20, 20, 44, 44]], np.float64)
-    t = targets.build_targets((48, 48), [1, 2, 3], boxes, 4, STRIDES, RANGES, 2)
-    assert t["gt_class_ids"].tolist() == [2, 3]
-    assert t["heatmap"][:, 0].max() == 1  # the dropped box still has its heatmap
-    crowd = targets.build_targets((48, 48), [-1, 2], boxes[:2], 4, STRIDES, RANGES, 2)
-    assert crowd["gt_class_ids"].tolist() == [2, 0]
+    t = targets.candidate_targets((48, 48), [2, -1, 3], boxes, STRIDES, RANGES, 4)
+    assert t["candidate_index"].shape == (4, 18)
+    # Slot 1 is a crowd, slot 3 padding: no candidates.
+    assert t["candidate_valid"][[0, 2]].any(axis=1).all()
+    assert not t["candidate_valid"][[1, 3]].any() and not t["candidate_forced"][[1, 3]].any()
+    index, _, _, _ = targets.centre_candidates(boxes[2:], targets.level_shapes((48, 48), STRIDES),
+                                                STRIDES, RANGES)
+    np.testing.assert_array_equal(t["candidate_index"][2], index[0])
+    # Crowds shape neither the heatmap nor the box targets.
+    full = targets.build_targets((48, 48), [2, -1, 3], boxes, 4, STRIDES, RANGES)
+    alone = targets.build_targets((48, 48), [2, 3], boxes[[0, 2]], 4, STRIDES, RANGES)
+    np.testing.assert_array_equal(full["heatmap"], alone["heatmap"])
+    np.testing.assert_array_equal(full["box_target"], alone["box_target"])

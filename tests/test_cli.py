@@ -191,7 +191,7 @@ def test_invalid_flag_values_are_argparse_errors(capsys):
             "in 'square' mode") in err and "try 128" in err
     err = error(capsys, ["--arch", "unknown"])
     assert re.search(r"argument --arch unknown: MODEL='unknown' is unknown; available: .*mask_rcnn", err)
-    assert "reserved" in error(capsys, ["--arch", "centernet"])
+    assert "reserved" in error(capsys, ["--arch", "mask2former"])
     assert "argument --backbone: invalid choice: 'resnet152' (choose from" in \
         error(capsys, ["--backbone", "resnet152"])
     assert "argument --image-size: must be a positive integer, got 0" in \

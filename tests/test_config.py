@@ -54,9 +54,10 @@ def test_reference_defaults():
     assert config.LEARNING_RATE_WARMUP_STEPS == 0
     assert config.MIXED_PRECISION is False
     # 45 reference attributes + MODEL + 4 additions + 3 derived values
-    # + 12 YOLACT settings.
+    # + 12 YOLACT and 14 CenterNet settings.
     names = set(config.to_dict())
-    assert len(names) == 45 + 1 + 4 + 3 + 12
+    assert len(names) == 45 + 1 + 4 + 3 + 12 + 14
+    assert len([n for n in names if n.startswith("CENTERNET_")]) == 14
     assert len([n for n in names if n.startswith("YOLACT_")]) == 12
 
 
@@ -118,7 +119,7 @@ def test_mixed_precision_values_map_to_keras_policies(value, policy):
     ("RPN_ANCHOR_RATIOS", [0.5, -1], "RPN_ANCHOR_RATIOS must be a non-empty list"),
     ("RPN_ANCHOR_RATIOS", [], "RPN_ANCHOR_RATIOS must be a non-empty list"),
     ("RPN_ANCHOR_SCALES", (8, 16), "RPN_ANCHOR_SCALES has 2 entries but BACKBONE_STRIDES has 5"),
-    ("MODEL", "centernet", "MODEL='centernet' is reserved"),
+    ("MODEL", "mask2former", "MODEL='mask2former' is reserved"),
     ("MODEL", "detr", "MODEL='detr' is unknown"),
     ("IMAGES_PER_GPU", 0, "IMAGES_PER_GPU must be a positive integer"),
     ("IMAGE_RESIZE_MODE", "stretch", "IMAGE_RESIZE_MODE='stretch' is unknown"),

@@ -41,7 +41,19 @@ class YolactTinyConfig(TinyConfig):
     YOLACT_HEAD_CHANNELS = 16
 
 
-TINY = {"mask_rcnn": TinyConfig, "boxes_only": BoxesTinyConfig, "yolact": YolactTinyConfig}
+class CenterNetTinyConfig(TinyConfig):
+    MODEL = "centernet"
+    NAME = "tinycenternet"
+    IMAGE_MIN_DIM = 96  # a multiple of 32: CenterNet's own rule
+    IMAGE_MAX_DIM = 96
+    CENTERNET_HEAD_CHANNELS = 16
+    CENTERNET_GROUPS = 4
+    CENTERNET_TOWER_CONVS = 2
+    CENTERNET_REGRESS_RANGES = ((0, 24), (16, 48), (32, 96), (64, 192), (128, 1e9))
+
+
+TINY = {"mask_rcnn": TinyConfig, "boxes_only": BoxesTinyConfig, "yolact": YolactTinyConfig,
+        "centernet": CenterNetTinyConfig}
 
 
 def tiny_config(mode_name, **values):
@@ -72,7 +84,7 @@ def trained(request, datasets, tmp_path_factory):
 
 def test_every_registered_mode_is_tested():
     assert set(MODES) <= set(TINY), "add a tiny config for each registered mode"
-    assert {"mask_rcnn", "boxes_only", "yolact"} <= set(MODES)
+    assert {"mask_rcnn", "boxes_only", "yolact", "centernet"} <= set(MODES)
 
 
 def test_training_step_gives_finite_named_losses(trained):
@@ -227,8 +239,8 @@ def test_mode_rules_come_from_the_mode():
 def test_unknown_and_planned_modes_are_named():
     with pytest.raises(ConfigError, match="MODEL='detr' is unknown; available: .*boxes_only"):
         tiny_config("mask_rcnn", MODEL="detr").validate()
-    with pytest.raises(ConfigError, match="MODEL='centernet' is reserved"):
-        tiny_config("mask_rcnn", MODEL="centernet").validate()
+    with pytest.raises(ConfigError, match="MODEL='mask2former' is reserved"):
+        tiny_config("mask_rcnn", MODEL="mask2former").validate()
     with pytest.raises(modes.UnknownModeError, match="available"):
         modes.create_model("training", tiny_config("mask_rcnn", MODEL="detr"), "logs")
 

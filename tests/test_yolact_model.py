@@ -151,7 +151,7 @@ def test_the_priors_line_up_with_the_networks_rows(tmp_path):
     detections, masks = out["detections"]
     assert detections.shape == (1, config.DETECTION_MAX_INSTANCES, 6)
     assert masks.shape == (1,) + prototype_shape((100, 150)) + (config.DETECTION_MAX_INSTANCES,)
-    with pytest.raises(ValueError, match="no layer named 'nope'"):
+    with pytest.raises(ValueError, match="no layer named .nope. in the Yolact inference model"):
         model.run_graph([image], [("x", "nope")])
 
 

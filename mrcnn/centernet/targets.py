@@ -229,21 +229,15 @@ def extra_positives(candidate_loss, valid, forced, topk=9, threshold=0.2):
     return loss < bound[:, None]
 
 
-def build_targets(image_shape, class_ids, boxes, num_classes, strides, ranges,
-                  max_instances, min_radius=4, min_overlap=0.8):
-    """CenterNet's targets for one molded image.
+def build_targets(image_shape, class_ids, boxes, num_classes, strides, ranges, min_radius=4,
+                  min_overlap=0.8):
+    """The per-point targets of one molded image, from all its instances.
 
     class_ids [N] (crowds, negative, and background are left out), boxes
     [N, (y1, x1, y2, x2)] pixels; strides and ranges per level.
-    Returns a dict:
-      ``heatmap`` [M, num_classes - 1] float32, ``box_target`` [M, 4]
-      float32 (stride units, -1 rows for non-positives), and per
-      ground-truth slot (G = max_instances, zero padded): ``gt_class_ids``
-      [G] int32 (0 for padding), ``candidate_index`` [G, K] int32,
-      ``candidate_target`` [G, K, 4] float32, ``candidate_valid`` and
-      ``candidate_forced`` [G, K] uint8 (see centre_candidates). With more
-      than G boxes, the G largest are kept as candidate sources (every box
-      still shapes the heatmap and the box targets).
+    Returns a dict: ``heatmap`` [M, num_classes - 1] float32 and
+    ``box_target`` [M, 4] float32 (stride units, -1 rows for
+    non-positives).
     """
     class_ids = np.asarray(class_ids).reshape(-1).astype(np.int64)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -255,23 +249,33 @@ def build_targets(image_shape, class_ids, boxes, num_classes, strides, ranges,
     radius2 = heatmap_radius2(boxes, min_overlap, min_radius)
     box_target, _ = box_targets(points, point_strides, point_ranges, boxes, radius2)
     heatmap = heatmaps(points, point_strides, boxes, class_ids, num_classes, radius2)
-    index, target, valid, forced = centre_candidates(boxes, shapes, strides, ranges)
-    if len(boxes) > max_instances:
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        chosen = np.sort(np.argsort(-areas, kind="stable")[:max_instances])
-        class_ids, index, target = class_ids[chosen], index[chosen], target[chosen]
-        valid, forced = valid[chosen], forced[chosen]
-    g, k = max_instances, 9 * len(strides)
-    n = len(class_ids)
+    return {"heatmap": heatmap, "box_target": box_target}
+
+
+def candidate_targets(image_shape, class_ids, boxes, strides, ranges, max_instances):
+    """The extra-positive candidates of the ground-truth slots of one image:
+    slot i holds instance i (the caller's selection, at most
+    ``max_instances``, e.g. ``data.select_instances``), zero padded; slots of
+    crowds (negative ids) and padding have no valid candidate.
+
+    Returns a dict (G = max_instances, K = 9 x levels):
+    ``candidate_index`` [G, K] int32, ``candidate_target`` [G, K, 4]
+    float32, ``candidate_valid`` and ``candidate_forced`` [G, K] uint8 (see
+    centre_candidates).
+    """
+    class_ids = np.asarray(class_ids).reshape(-1).astype(np.int64)[:max_instances]
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[:max_instances]
+    n, g, k = len(class_ids), max_instances, 9 * len(strides)
+    index, target, valid, forced = centre_candidates(
+        boxes, level_shapes(image_shape, strides), strides, ranges)
+    real = (class_ids > 0)[:, None]
 
     def pad(values, dtype):
         out = np.zeros((g,) + values.shape[1:], dtype)
         out[:n] = values
         return out
 
-    return {"heatmap": heatmap, "box_target": box_target,
-            "gt_class_ids": pad(class_ids.reshape(n), np.int32),
-            "candidate_index": pad(index.reshape(n, k), np.int32),
+    return {"candidate_index": pad(index.reshape(n, k), np.int32),
             "candidate_target": pad(target.reshape(n, k, 4), np.float32),
-            "candidate_valid": pad(valid.reshape(n, k), np.uint8),
-            "candidate_forced": pad(forced.reshape(n, k), np.uint8)}
+            "candidate_valid": pad((valid & real).reshape(n, k), np.uint8),
+            "candidate_forced": pad((forced & real).reshape(n, k), np.uint8)}

@@ -14,8 +14,8 @@ from keras import layers as KL
 from keras import ops
 
 from mrcnn.backbone import BatchNorm, bn_training
-from mrcnn.box_ops import norm_boxes_graph
-from mrcnn.roi_heads import PyramidROIAlign, RoiDistributed
+# NormBoxes and SliceRois are shared with the other modes' ROI heads.
+from mrcnn.roi_heads import NormBoxes, PyramidROIAlign, RoiDistributed, SliceRois  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -98,50 +98,3 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
 ############################################################
 #  Glue layers (serialisable replacements of the reference's Lambdas)
 ############################################################
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class NormBoxes(KL.Layer):
-    """Pixel boxes -> normalised boxes for the size of an image tensor.
-
-    Inputs: [boxes [batch, N, (y1, x1, y2, x2)] pixels, image [batch, H, W, C]].
-    Output: [batch, N, 4] float32, see utils.norm_boxes."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-
-    def call(self, inputs):
-        boxes, image = inputs
-        return norm_boxes_graph(ops.cast(boxes, "float32"), ops.shape(image)[1:3])
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class SliceRois(KL.Layer):
-    """[batch, N, ...] -> [batch, count, ...]: the first ``count`` ROIs, and
-    optionally only the first ``columns`` values of the last axis."""
-
-    def __init__(self, count=None, columns=None, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.count = None if count is None else int(count)
-        self.columns = None if columns is None else int(columns)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"count": self.count, "columns": self.columns})
-        return config
-
-    def call(self, inputs):
-        x = inputs if self.count is None else inputs[:, :self.count]
-        return x if self.columns is None else x[..., :self.columns]
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        if self.count is not None:
-            shape[1] = self.count if shape[1] is None else min(self.count, shape[1])
-        if self.columns is not None:
-            shape[-1] = self.columns
-        return tuple(shape)

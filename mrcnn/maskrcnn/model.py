@@ -361,29 +361,8 @@ class MaskRCNN(ModelBase):
         scores: [N] Float probability scores of the class_id
         masks: [height, width, num_instances] bool instance masks
         """
-        # How many detections do we have?
-        # Detections array is padded with zeros. Find the first class_id == 0.
-        zero_ix = np.where(detections[:, 4] == 0)[0]
-        N = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-
-        # Extract boxes, class_ids, scores, and class-specific masks
-        boxes = detections[:N, :4]
-        class_ids = detections[:N, 4].astype(np.int32)
-        scores = detections[:N, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(N), :, :, class_ids]
-
-        # Translate normalized coordinates in the resized image to pixel
-        # coordinates in the original image before resizing
-        boxes = transform.unmold_boxes(boxes, window, image_shape, original_image_shape)
-
-        # Filter out detections with zero area. Happens in early training when
-        # network weights are still random
-        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
-        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-
-        # Resize masks to original image size and set boundary threshold.
-        full_masks = transform.paste_masks(masks, boxes, original_image_shape)
-        return boxes, class_ids, scores, full_masks
+        return transform.unmold_roi_detections(detections, mrcnn_mask, original_image_shape,
+                                               image_shape, window)
 
     def anchors_for(self, image_shape):
         """Pixel anchors [N, (y1, x1, y2, x2)] for a molded image shape (cached)."""

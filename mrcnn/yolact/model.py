@@ -25,7 +25,6 @@ standard deviation).
 import numbers
 
 import cv2
-import keras
 import numpy as np
 from keras import layers as KL
 
@@ -34,7 +33,7 @@ from mrcnn.backbone import build_feature_pyramid
 from mrcnn.boxes import norm_boxes
 from mrcnn.config import _is_int
 from mrcnn.data import load_image_gt, mold_image
-from mrcnn.modelbase import ModelBase, log
+from mrcnn.modelbase import ModelBase
 from mrcnn.training import DetectionModel, LossLayer
 from mrcnn.yolact import losses
 from mrcnn.yolact.box_utils import make_priors
@@ -344,53 +343,3 @@ class Yolact(ModelBase):
                 up = cv2.resize(up, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
             full[..., start:start + 512] = up.reshape(out_h, out_w, -1) > 0.5
         return full
-
-    # ------------------------------------------------------------------
-    # Inspection
-    # ------------------------------------------------------------------
-    def run_graph(self, images, outputs, image_metas=None):
-        """Compute named outputs of the inference graph for ``images``.
-
-        outputs: list of (name, tensor or layer name) pairs; e.g.
-            ``[("prototypes", "yolact_prototypes"), ("coefficients",
-            "yolact_coefficients"), ("detections", "yolact_detection")]``.
-        image_metas: when given, ``images`` are already molded.
-        Returns an OrderedDict name -> NumPy array.
-        """
-        from collections import OrderedDict
-        if self.mode != "inference":
-            raise ValueError("run_graph() needs a model built in inference mode")
-        tensors = []
-        for key, value in outputs:
-            if isinstance(value, str):
-                try:
-                    value = self.keras_model.get_layer(value.split(":")[0]).output
-                except ValueError as e:
-                    raise ValueError("run_graph(): output {!r}: no layer named {!r} in the "
-                                     "YOLACT inference model".format(key, value)) from e
-            if value is None:
-                raise ValueError("run_graph(): output {!r} is None (not found)".format(key))
-            tensors.append(value)
-        flat = []
-        for value in tensors:
-            flat.extend(value if isinstance(value, (list, tuple)) else [value])
-        sub_model = keras.Model(self.keras_model.inputs, flat)
-        if image_metas is None:
-            molded_images, image_metas, _ = self.mold_inputs(images)
-        else:
-            molded_images = np.asarray(images)
-        values = sub_model(self.inference_inputs(molded_images, image_metas), training=False)
-        if not isinstance(values, (list, tuple)):
-            values = [values]
-        values = [np.asarray(v) for v in values]
-        results = OrderedDict()
-        position = 0
-        for (key, _), value in zip(outputs, tensors):
-            size = len(value) if isinstance(value, (list, tuple)) else 1
-            results[key] = values[position] if size == 1 else values[position:position + size]
-            position += size
-        for key, value in results.items():
-            if isinstance(value, np.ndarray):
-                log(key, value)
-        return results
-

@@ -132,6 +132,12 @@ class ShapesConfig(Config):
     YOLACT_ANCHOR_SCALES = (137.5, 275, 412.5, 550, 687.5)
     YOLACT_HEAD_CHANNELS = 64
 
+    # ---- CenterNet (--arch centernet; the others ignore these) ----
+    # Levels by box half-diagonal sized for 128 px images (the shapes' are
+    # 28-45 px: P3 and P4), and narrower towers.
+    CENTERNET_REGRESS_RANGES = ((0, 32), (24, 64), (48, 128), (96, 256), (192, 1e9))
+    CENTERNET_HEAD_CHANNELS = 64
+
 
 ############################################################
 #  Dataset
