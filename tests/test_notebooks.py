@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
 # Execution order matters (see the module docstring).
 NOTEBOOKS = ["inspect_data", "train_shapes", "inspect_weights", "demo", "inspect_model",
-             "inspect_yolact"]
+             "inspect_yolact", "inspect_centernet"]
 KERNEL_NAME = "mrcnn-notebook-tests"
 # Environment variables the notebooks read; the tests set their own values.
 NOTEBOOK_VARIABLES = ["MRCNN_QUICK", "MRCNN_ROOT", "MRCNN_LOGS", "MRCNN_WEIGHTS",
@@ -204,9 +204,23 @@ def check_inspect_yolact(s):
     assert s["positives"] >= s["objects"]
 
 
+def check_inspect_centernet(s):
+    assert os.path.basename(s["weights"]).startswith("centernet_shapes_")
+    # 128 px: P3-P7 of 16, 8, 4, 2, 1 cells; heatmaps of the 3 classes.
+    assert s["level_shapes"] == [[16, 16], [8, 8], [4, 4], [2, 2], [1, 1]]
+    assert s["heatmap_shapes"] == [[1, n, n, 3] for n in (16, 8, 4, 2, 1)]
+    # Every object peaks at exactly 1 on every level (objects of a class may share a cell).
+    assert all(1 <= peaks <= s["objects"] for peaks in s["target_peaks"])
+    # The sample's ranges put every shape on P3 or P4, where its centre cell is inside it.
+    assert s["objects_with_box_positives"] == s["objects"] >= 1
+    assert s["box_positives"] >= s["objects"]
+    assert s["mask_shape"] == [128, 128, s["detections"]] and s["detections"] <= 20
+
+
 CHECKS = {"inspect_data": (check_inspect_data, 10), "train_shapes": (check_train_shapes, 6),
           "inspect_weights": (check_inspect_weights, 1), "demo": (check_demo, 2),
-          "inspect_model": (check_inspect_model, 15), "inspect_yolact": (check_inspect_yolact, 5)}
+          "inspect_model": (check_inspect_model, 15), "inspect_yolact": (check_inspect_yolact, 5),
+          "inspect_centernet": (check_inspect_centernet, 3)}
 
 
 @pytest.mark.slow
