@@ -531,52 +531,31 @@ def test_cli_evaluate_end_to_end(tmp_path):
         assert -1 <= summary[eval_type]["AP"] <= 1
 
 
-def test_cli_evaluate_end_to_end_with_yolact(tmp_path):
-    """--arch yolact: a real (tiny, untrained) YOLACT through evaluate."""
+@pytest.mark.parametrize("arch, settings", [
+    ("yolact", dict(IMAGE_MIN_DIM=80, IMAGE_MAX_DIM=80, YOLACT_NUM_PROTOTYPES=4,
+                    YOLACT_HEAD_CHANNELS=8)),
+    ("centernet", dict(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, CENTERNET_HEAD_CHANNELS=8,
+                       CENTERNET_GROUPS=4, CENTERNET_TOWER_CONVS=1)),
+])
+def test_cli_evaluate_end_to_end_with_the_other_modes(tmp_path, arch, settings):
+    """--arch yolact / centernet: a real (tiny, untrained) model of the mode
+    through evaluate; its boxes and masks are scored."""
     from tiny_models import TinyConfig
 
-    class TinyCoco(TinyConfig):
-        NAME = "coco"
-        DETECTION_MIN_CONFIDENCE = 0
-        IMAGE_MIN_DIM = 80
-        IMAGE_MAX_DIM = 80
-        YOLACT_NUM_PROTOTYPES = 4
-        YOLACT_HEAD_CHANNELS = 8
-
-    summary = coco.main(["evaluate", "--annotations", write_eval_set(tmp_path),
-                         "--model", "none", "--logs", str(tmp_path / "logs"), "--limit", "0",
-                         "--arch", "yolact"], config=TinyCoco())
+    config = type("TinyCoco", (TinyConfig,), dict(NAME="coco", DETECTION_MIN_CONFIDENCE=0,
+                                                  **settings))()
+    annotations = write_eval_set(tmp_path)
+    summary = coco.main(["evaluate", "--annotations", annotations, "--model", "none",
+                         "--logs", str(tmp_path / "logs"), "--limit", "0", "--arch", arch],
+                        config=config)
     assert summary["images"] == 2 and summary["weights"] == "none"
     for eval_type in ("bbox", "segm"):
         assert set(summary[eval_type]) == set(coco.STATS_NAMES)
         assert -1 <= summary[eval_type]["AP"] <= 1
-    # YOLACT has no released COCO weights: --model coco says so.
-    with pytest.raises(SystemExit, match="no released COCO weights for MODEL='yolact'"):
-        coco.main(["evaluate", "--annotations", write_eval_set(tmp_path), "--model", "coco",
-                   "--logs", str(tmp_path / "logs"), "--arch", "yolact"], config=TinyCoco())
-
-
-def test_cli_evaluate_end_to_end_with_centernet(tmp_path):
-    """--arch centernet: a real (tiny, untrained) CenterNet with masks
-    through evaluate; its boxes and masks are scored."""
-    from tiny_models import TinyConfig
-
-    class TinyCoco(TinyConfig):
-        NAME = "coco"
-        DETECTION_MIN_CONFIDENCE = 0
-        IMAGE_MIN_DIM = 64
-        IMAGE_MAX_DIM = 64
-        CENTERNET_HEAD_CHANNELS = 8
-        CENTERNET_GROUPS = 4
-        CENTERNET_TOWER_CONVS = 1
-
-    summary = coco.main(["evaluate", "--annotations", write_eval_set(tmp_path),
-                         "--model", "none", "--logs", str(tmp_path / "logs"), "--limit", "0",
-                         "--arch", "centernet"], config=TinyCoco())
-    assert summary["images"] == 2
-    for eval_type in ("bbox", "segm"):
-        assert set(summary[eval_type]) == set(coco.STATS_NAMES)
-        assert -1 <= summary[eval_type]["AP"] <= 1
+    # Only Mask R-CNN has released COCO weights: --model coco says so.
+    with pytest.raises(SystemExit, match="no released COCO weights for MODEL='{}'".format(arch)):
+        coco.main(["evaluate", "--annotations", annotations, "--model", "coco",
+                   "--logs", str(tmp_path / "logs"), "--arch", arch], config=config)
 
 
 def test_runs_as_a_script():
