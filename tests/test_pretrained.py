@@ -74,32 +74,32 @@ def test_reference_style_imagenet_load_by_name(imagenet_file, our_resnet50):
                                   to_np(app.get_layer("conv5_block3_3_conv").weights[0]))
 
 
-def test_yolact_starts_from_imagenet_weights_like_mask_rcnn(imagenet_file, tmp_path):
+@pytest.mark.parametrize("arch, settings, head_layer", [
+    ("yolact", dict(YOLACT_HEAD_CHANNELS=8, YOLACT_NUM_PROTOTYPES=4), "yolact_conf"),
+    ("centernet", dict(CENTERNET_HEAD_CHANNELS=8, CENTERNET_GROUPS=4, CENTERNET_TOWER_CONVS=1),
+     "centernet_class_logits"),
+])
+def test_the_other_modes_start_from_imagenet_weights_like_mask_rcnn(imagenet_file, tmp_path,
+                                                                   arch, settings, head_layer):
     """The shared backbone: model.load_weights(get_imagenet_weights(),
-    by_name=True) fills a YOLACT model's ResNet50 and leaves its heads."""
+    by_name=True) fills a YOLACT or CenterNet model's ResNet50 and leaves
+    its heads."""
     from mrcnn import model as modellib
     from mrcnn.config import Config
 
-    class YolactR50(Config):
-        NAME = "y50"
-        MODEL = "yolact"
-        NUM_CLASSES = 3
-        BACKBONE = "resnet50"
-        IMAGE_MAX_DIM = 64
-        IMAGE_MIN_DIM = 64
-        TOP_DOWN_PYRAMID_SIZE = 8
-        YOLACT_HEAD_CHANNELS = 8
-        YOLACT_NUM_PROTOTYPES = 4
-
+    config = type("R50", (Config,), dict(NAME="r50", MODEL=arch, NUM_CLASSES=3,
+                                         BACKBONE="resnet50", IMAGE_MAX_DIM=64,
+                                         IMAGE_MIN_DIM=64, TOP_DOWN_PYRAMID_SIZE=8,
+                                         MASK_HEAD_CHANNELS=8, **settings))()
     app, path = imagenet_file
-    model = modellib.create_model("training", YolactR50(), str(tmp_path))
-    heads_before = values(model.keras_model.get_layer("yolact_conf"))
+    model = modellib.create_model("training", config, str(tmp_path))
+    heads_before = values(model.keras_model.get_layer(head_layer))
     report = model.load_weights(str(path), by_name=True)
     assert len(report.loaded) == 106  # 53 convolutions, 53 batch norms
     np.testing.assert_array_equal(
         to_np(model.keras_model.get_layer("res4c_branch2b").weights[0]),
         to_np(app.get_layer("conv4_block3_2_conv").weights[0]))
-    for x, y in zip(heads_before, values(model.keras_model.get_layer("yolact_conf"))):
+    for x, y in zip(heads_before, values(model.keras_model.get_layer(head_layer))):
         np.testing.assert_array_equal(x, y)
 
 
