@@ -5,7 +5,7 @@ Mask R-CNN, the reference model mode (``Config.MODEL = "mask_rcnn"``).
 * ``rpn``: the region proposal network and ``ProposalLayer``;
 * ``detection``: proposal sampling for training (``DetectionTargetLayer``)
   and final detections (``DetectionLayer``);
-* ``heads``: the box classifier head and glue layers;
+* ``heads``: the box classifier head (shared: ``mrcnn.box_head``) and glue layers;
 * ``targets``: RPN and detection targets in NumPy, the reference's
   ``data_generator``;
 * ``losses``: the five losses.

@@ -12,19 +12,11 @@ nothing to average over (no positive anchors, no positive ROIs).
 import keras
 import tensorflow as tf
 
-from mrcnn.image_meta import parse_image_meta_graph
+# The box head's losses are shared (mrcnn.box_head).
+from mrcnn.box_head import (mrcnn_bbox_loss, mrcnn_bbox_loss_graph,  # noqa: F401
+                            mrcnn_class_loss, mrcnn_class_loss_graph, smooth_l1_loss)
 from mrcnn.roi_heads import mrcnn_mask_loss_graph
 from mrcnn.training.losses import register_loss_function, safe_mean
-
-
-def smooth_l1_loss(y_true, y_pred):
-    """Implements Smooth-L1 loss (elementwise).
-    y_true and y_pred are typically: [N, 4], but could be any shape.
-    """
-    diff = tf.abs(y_true - y_pred)
-    less_than_one = tf.cast(diff < 1.0, tf.float32)
-    return (less_than_one * 0.5 * diff ** 2) + (1 - less_than_one) * (diff - 0.5)
-
 
 
 def rpn_class_loss_graph(rpn_match, rpn_class_logits):
@@ -70,47 +62,6 @@ def rpn_bbox_loss_graph(config, target_bbox, rpn_match, rpn_bbox):
     return safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
 
 
-def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids):
-    """Loss for the classifier head of Mask RCNN.
-
-    target_class_ids: [batch, num_rois]. Integer class IDs. Uses zero
-        padding to fill in the array.
-    pred_class_logits: [batch, num_rois, num_classes]
-    active_class_ids: [batch, num_classes]. Has a value of 1 for
-        classes that are in the dataset of the image, and 0
-        for classes that are not in the dataset.
-
-    Cross-entropy averaged over the ROIs whose predicted class is active in
-    that ROI's own image. The reference used the first image's active
-    classes for the whole batch; that is fixed here.
-    """
-    target_class_ids = tf.cast(target_class_ids, tf.int32)
-    logits = tf.cast(pred_class_logits, tf.float32)
-    pred_class_ids = tf.argmax(logits, axis=2, output_type=tf.int32)
-    pred_active = tf.gather(tf.cast(active_class_ids, tf.float32), pred_class_ids, batch_dims=1)
-    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_class_ids,
-                                                          logits=logits)
-    return safe_mean(tf.reduce_sum(loss * pred_active), tf.reduce_sum(pred_active))
-
-
-def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):
-    """Loss for Mask R-CNN bounding box refinement.
-
-    target_bbox: [batch, num_rois, (dy, dx, log(dh), log(dw))]
-    target_class_ids: [batch, num_rois]. Integer class IDs.
-    pred_bbox: [batch, num_rois, num_classes, (dy, dx, log(dh), log(dw))]
-
-    Smooth-L1 of the true class's deltas, averaged over the 4 coordinates of
-    the positive ROIs.
-    """
-    class_ids = tf.cast(target_class_ids, tf.int32)
-    positive = class_ids > 0
-    pred = tf.gather(tf.cast(pred_bbox, tf.float32), tf.maximum(class_ids, 0), batch_dims=2)
-    loss = smooth_l1_loss(tf.cast(target_bbox, tf.float32), pred)
-    weight = tf.cast(positive, tf.float32)[..., None]
-    return safe_mean(tf.reduce_sum(loss * weight), 4.0 * tf.reduce_sum(weight))
-
-
 @keras.saving.register_keras_serializable(package="mrcnn")
 def rpn_class_loss(rpn_match, rpn_class_logits):
     """The ``rpn_class_loss`` layer's function: rpn_class_loss_graph."""
@@ -122,22 +73,6 @@ def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
     """The ``rpn_bbox_loss`` layer's function: rpn_bbox_loss_graph without
     its (unused) config argument."""
     return rpn_bbox_loss_graph(None, target_bbox, rpn_match, rpn_bbox)
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-def mrcnn_class_loss(target_class_ids, pred_class_logits, image_meta):
-    """The ``mrcnn_class_loss`` layer's function: mrcnn_class_loss_graph
-    with each image's active class ids read from its image_meta
-    [batch, IMAGE_META_SIZE] (the reference used the first image's for the
-    whole batch)."""
-    active_class_ids = parse_image_meta_graph(image_meta)["active_class_ids"]
-    return mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids)
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
-    """The ``mrcnn_bbox_loss`` layer's function: mrcnn_bbox_loss_graph."""
-    return mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
