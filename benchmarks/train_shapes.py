@@ -8,6 +8,7 @@ Usage (from the repository root):
     python benchmarks/train_shapes.py                  # 15 minutes, 50 validation images
     python benchmarks/train_shapes.py --minutes 2 --val-images 10   # smoke test
     python benchmarks/train_shapes.py --arch yolact    # the YOLACT mode
+    python benchmarks/train_shapes.py --arch centernet --set CENTERNET_TWO_STAGE=true
 
 With ``--curve N`` the mAP@0.5 on the first 10 validation images is also
 measured every N epochs (the learning curve, in the JSON; its evaluation
@@ -27,6 +28,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from machine import machine_info  # noqa: E402
+from mrcnn import cli  # noqa: E402
+from mrcnn.cli import config_assignment  # noqa: E402
 from samples_loader import load_sample  # noqa: E402
 
 
@@ -41,6 +44,10 @@ def main():
     parser.add_argument("--train-images", type=int, default=500)
     parser.add_argument("--logs", default=None, help="model directory (default: a temp dir)")
     parser.add_argument("--arch", default="mask_rcnn", help="Config.MODEL (default mask_rcnn)")
+    parser.add_argument("--set", type=config_assignment, action="append", default=[],
+                        metavar="KEY=VALUE", dest="set_values",
+                        help="a configuration value over ShapesConfig (JSON where it is "
+                             "JSON), e.g. CENTERNET_TWO_STAGE=true; repeatable")
     parser.add_argument("--curve", type=int, default=0, metavar="N",
                         help="also measure mAP@0.5 on 10 validation images every N epochs")
     args = parser.parse_args()
@@ -69,6 +76,10 @@ def main():
     config.MODEL = args.arch
     inference_config = shapes.InferenceConfig()
     inference_config.MODEL = args.arch
+    for key, value in args.set_values:
+        for target in (config, inference_config):
+            cli._apply(target, {key: value}, "--set", {})
+    config.validate()
     _, dataset_val = shapes.make_datasets(0, args.val_images)
     callbacks = [StepTimer()]
     curve = None
@@ -90,6 +101,7 @@ def main():
     result = {
         "benchmark": "train_shapes",
         "arch": args.arch,
+        "settings": dict(args.set_values),
         "target": {"mAP@0.5": 0.90, "minutes": 15},
         "scores": scores,
         "training_minutes": round(train_seconds / 60, 2),

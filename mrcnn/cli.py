@@ -18,6 +18,9 @@ Flags (``add_config_arguments``):
     --image-size N        IMAGE_MIN_DIM = IMAGE_MAX_DIM = N (as the reference's
                           shapes and nucleus configs size their images)
     --images-per-gpu N    IMAGES_PER_GPU
+    --set KEY=VALUE       any configuration value (repeatable; VALUE is JSON
+                          where it parses as JSON: true, 0.9, [8, 16], else
+                          a string), e.g. --set CENTERNET_TWO_STAGE=true
     --learning-rate LR    LEARNING_RATE
     --minutes M           train: wall-time budget (``TrainingBudget``)
 
@@ -40,7 +43,8 @@ Precedence, lowest first (each source overrides the ones before it):
    it was trained with;
 3. ``--config FILE.json``: every value in the file;
 4. the individual flags (``--arch``, ``--backbone``, ``--image-size``,
-   ``--images-per-gpu``, ``--learning-rate``) and then the sample's own
+   ``--images-per-gpu``, ``--learning-rate``), then ``--set`` in the order
+   given, and then the sample's own
    (coco's ``--steps-per-epoch``, the class count of the dataset being
    trained or evaluated): ``extra`` in ``build_config``.
 
@@ -119,9 +123,32 @@ positive_int = _positive("integer", int)
 positive_float = _positive("number", float)
 
 
+def config_assignment(text):
+    """``--set KEY=VALUE`` -> (KEY, value): KEY a Config attribute (upper
+    case), VALUE parsed as JSON when it is JSON (true, 3, 0.9, [1, 2],
+    null) and kept as a string otherwise. argparse reports the errors."""
+    import difflib
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            "expected KEY=VALUE (e.g. CENTERNET_TWO_STAGE=true), got {!r}".format(text))
+    if not (key.isupper() and hasattr(Config, key)) or key in DERIVED_ATTRIBUTES:
+        close = difflib.get_close_matches(key.upper(), [k for k in dir(Config) if k.isupper()
+                                                        and k not in DERIVED_ATTRIBUTES], 3)
+        raise argparse.ArgumentTypeError("{!r} is not a configuration value{}".format(
+            key, "; did you mean {}?".format(" or ".join(close)) if close else
+            " (see mrcnn/config.py)"))
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key, parsed
+
+
 def add_config_arguments(parser, minutes=None, minutes_help=None):
     """Add ``--config``, ``--arch``, ``--backbone``, ``--image-size``,
-    ``--images-per-gpu``, ``--learning-rate`` and ``--minutes`` to
+    ``--images-per-gpu``, ``--learning-rate``, ``--set`` and ``--minutes`` to
     ``parser`` (an ``argparse.ArgumentParser``), in their own help group.
 
     Every flag defaults to None, meaning "leave the configuration's value";
@@ -149,6 +176,10 @@ def add_config_arguments(parser, minutes=None, minutes_help=None):
                        help="IMAGES_PER_GPU (the batch size per device)")
     group.add_argument("--learning-rate", type=positive_float, metavar="LR",
                        help="LEARNING_RATE")
+    group.add_argument("--set", type=config_assignment, action="append", metavar="KEY=VALUE",
+                       dest="set_values",
+                       help="set any configuration value, e.g. --set CENTERNET_TWO_STAGE=true "
+                            "(repeatable; VALUE is read as JSON where it is JSON)")
     group.add_argument("--minutes", type=positive_float, default=minutes, metavar="M",
                        help=minutes_help or "train: wall-clock budget in minutes, set-up "
                                             "included (default: {})".format(
@@ -164,6 +195,8 @@ def flag_values(args):
         value = getattr(args, dest, None)
         if value is not None:
             given.append(("{} {}".format(flag, value), {key: value for key in keys}))
+    for key, value in getattr(args, "set_values", None) or []:
+        given.append(("--set {}={}".format(key, json.dumps(value)), {key: value}))
     return given
 
 

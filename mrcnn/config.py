@@ -308,6 +308,15 @@ class Config(object):
     CENTERNET_TOWER_CONVS = 4
     CENTERNET_HEAD_CHANNELS = 256
     CENTERNET_GROUPS = 32
+    # CenterNet2's two-stage variant: a class-agnostic CenterNet heatmap
+    # proposes boxes (score above PROPOSAL_MIN_CONFIDENCE, NMS at
+    # PROPOSAL_NMS_THRESHOLD, the best POST_NMS_ROIS_TRAINING /
+    # POST_NMS_ROIS_INFERENCE kept, ground-truth boxes added in training)
+    # for Mask R-CNN's box and mask heads instead of an RPN; a detection
+    # scores sqrt(proposal score x class probability).
+    CENTERNET_TWO_STAGE = False
+    CENTERNET_PROPOSAL_MIN_CONFIDENCE = 1e-4
+    CENTERNET_PROPOSAL_NMS_THRESHOLD = 0.9
 
     def __init__(self):
         """Kept for compatibility: subclasses call ``super().__init__()``.

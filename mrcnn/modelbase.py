@@ -6,8 +6,9 @@ selection, the ``train()`` loop, input molding (``mrcnn.transform``) and
 the ``detect()`` contract. A model mode is a subclass that declares:
 
 ========================  ===================================================
-``LOSS_NAMES``            names of the scalar loss outputs of its training
-                          graph (``LossLayer`` names); at least one
+``LOSS_NAMES``            names of the scalar loss outputs its training
+                          graphs can have (``LossLayer`` names; a config
+                          may train a subset); at least one
 ``DEFAULT_LOSS_WEIGHTS``  ``{loss name: weight}``; ``Config.LOSS_WEIGHTS``
                           entries for these names override them
 ``CHECKPOINT_PREFIX``     checkpoint file prefix (``mask_rcnn`` ->

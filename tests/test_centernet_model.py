@@ -8,7 +8,7 @@ import pytest
 
 from mrcnn import model as modellib
 from mrcnn.centernet import targets
-from mrcnn.centernet.model import LEVEL_STRIDES, CenterNet
+from mrcnn.centernet.model import LEVEL_STRIDES, LOSS_NAMES, TWO_STAGE_LOSS_NAMES, CenterNet
 from mrcnn.config import Config, ConfigError
 from mrcnn.data import load_image_gt, select_instances
 from tiny_models import TinyConfig, shapes_dataset
@@ -38,8 +38,14 @@ def test_centernet_configs_default_to_the_reference_values():
     config = Mine().validate()
     assert config.DETECTION_MIN_CONFIDENCE == 0.05 and config.DETECTION_NMS_THRESHOLD == 0.6
     assert config.LEARNING_RATE == 0.01
+    # The box head's two losses weigh only in the two-stage variant.
     assert config.LOSS_WEIGHTS == {"centernet_heatmap_loss": 1.0, "centernet_box_loss": 2.0,
+                                   "mrcnn_class_loss": 1.0, "mrcnn_bbox_loss": 1.0,
                                    "mrcnn_mask_loss": 1.0}
+    assert config.CENTERNET_TWO_STAGE is False
+    # CenterNet2's proposals: score above 1e-4, NMS 0.9, 256 at inference.
+    assert (config.CENTERNET_PROPOSAL_MIN_CONFIDENCE, config.CENTERNET_PROPOSAL_NMS_THRESHOLD,
+            config.POST_NMS_ROIS_INFERENCE) == (1e-4, 0.9, 256)
     assert tuple(map(tuple, config.CENTERNET_REGRESS_RANGES)) == (
         (0, 80), (64, 160), (128, 320), (256, 640), (512, 1e9))
     assert (config.CENTERNET_MIN_RADIUS, config.CENTERNET_MIN_OVERLAP) == (4, 0.8)
@@ -58,12 +64,25 @@ def test_centernet_configs_default_to_the_reference_values():
     ("CENTERNET_MIN_OVERLAP", 1.0, "CENTERNET_MIN_OVERLAP must be a number in"),
     ("CENTERNET_MORE_POS_TOPK", 0, "CENTERNET_MORE_POS_TOPK must be a positive integer"),
     ("LOSS_WEIGHTS", {"rpn_class_loss": 1.0}, r"unknown keys \['rpn_class_loss'\]"),
+    ("CENTERNET_TWO_STAGE", "yes", "CENTERNET_TWO_STAGE must be True or False, got 'yes'"),
 ])
 def test_bad_centernet_values_are_named(attribute, value, message):
     config = _tiny()
     setattr(config, attribute, value)
     with pytest.raises(ConfigError, match=message):
         config.validate()
+
+
+def test_two_stage_proposal_values_are_checked():
+    config = _tiny(CENTERNET_TWO_STAGE=True, CENTERNET_PROPOSAL_NMS_THRESHOLD=1.5,
+                   POST_NMS_ROIS_INFERENCE=0)
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert "CENTERNET_PROPOSAL_NMS_THRESHOLD must be a number in [0, 1], got 1.5" in str(info.value)
+    assert "POST_NMS_ROIS_INFERENCE must be a positive integer for CENTERNET_TWO_STAGE" in \
+        str(info.value)
+    # The one-stage variant does not use them.
+    _tiny(CENTERNET_PROPOSAL_NMS_THRESHOLD=1.5, POST_NMS_ROIS_INFERENCE=0).validate()
 
 
 def test_training_sample_matches_the_target_builders(tmp_path):
@@ -97,6 +116,25 @@ def test_training_sample_matches_the_target_builders(tmp_path):
     np.testing.assert_array_equal(sample[7], cand["candidate_forced"])
 
 
+def test_two_stage_sample_has_one_objectness_heatmap(tmp_path):
+    config = _tiny(CENTERNET_TWO_STAGE=True)
+    model = modellib.create_model("training", config, str(tmp_path))
+    dataset = shapes_dataset(2, seed=8)
+    np.random.seed(4)
+    sample = model.training_sample(dataset, 0, None)
+    image, _, class_ids, boxes, _ = load_image_gt(dataset, config, 0, use_mini_mask=True)
+    ranges = np.asarray(config.CENTERNET_REGRESS_RANGES)
+    every_class = targets.build_targets(image.shape, class_ids, boxes, 4, LEVEL_STRIDES, ranges)
+    agnostic = targets.build_targets(image.shape, np.ones_like(class_ids), boxes, 2,
+                                     LEVEL_STRIDES, ranges)
+    assert sample[2].shape == (every_class["heatmap"].shape[0], 1)
+    np.testing.assert_array_equal(sample[2], agnostic["heatmap"])
+    # One channel holds every class's peaks.
+    np.testing.assert_allclose(sample[2][:, 0], every_class["heatmap"].max(axis=1))
+    # The ground-truth slots keep their classes (the box head learns them).
+    assert set(sample[8][sample[8] > 0]) == set(class_ids)
+
+
 @pytest.fixture(scope="module")
 def overfit(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("centernet_overfit"))
@@ -107,12 +145,63 @@ def overfit(tmp_path_factory):
     return model, history
 
 
-def test_the_loss_falls_on_repeated_images(overfit):
-    _, history = overfit
+@pytest.fixture(scope="module")
+def overfit_two_stage(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("centernet2_overfit"))
+    config = _tiny(STEPS_PER_EPOCH=6, LEARNING_RATE_WARMUP_STEPS=0, CENTERNET_TWO_STAGE=True,
+                   NAME="tinycenternet2")
+    model = modellib.create_model("training", config, model_dir)
+    history = model.train(shapes_dataset(2, seed=21), None, 0.01, epochs=3, layers="all",
+                          verbose=0)
+    return model, history
+
+
+@pytest.mark.parametrize("variant, names", [("overfit", LOSS_NAMES),
+                                            ("overfit_two_stage", TWO_STAGE_LOSS_NAMES)])
+def test_the_loss_falls_on_repeated_images(variant, names, request):
+    model, history = request.getfixturevalue(variant)
+    assert tuple(model.keras_model.loss_names) == names
     losses = history.history["loss"]
     assert all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
-    for name in CenterNet.LOSS_NAMES:
+    for name in names:
         assert np.isfinite(history.history[name]).all()
+
+
+def test_two_stage_scores_are_the_geometric_mean_of_proposal_and_class(overfit_two_stage,
+                                                                          tmp_path):
+    model, _ = overfit_two_stage
+    config = _tiny(IMAGES_PER_GPU=1, CENTERNET_TWO_STAGE=True, NAME="tinycenternet2")
+    infer = modellib.create_model("inference", config, str(tmp_path))
+    infer.load_weights(model.find_last(), by_name=True)
+    # A box head trained 18 steps may call every proposal background: make
+    # it favour class 2 so there are detections to check.
+    layer = infer.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 0.1, np.array([0.0, 0.0, 3.0, 0.0], np.float32)])
+    image = shapes_dataset(1, seed=21).load_image(0)
+    out = infer.run_graph([image], [("proposals", "centernet_proposals"),
+                                    ("probs", "mrcnn_class"),
+                                    ("scores", "centernet_detection_scores"),
+                                    ("detections", "centernet_detection"),
+                                    ("p3", "centernet_heatmap_p3")])
+    proposals, probs = out["proposals"][0], out["probs"][0]
+    assert proposals.shape == (config.POST_NMS_ROIS_INFERENCE, 6)
+    assert out["p3"].shape == (1, 12, 12, 1)  # one objectness channel
+    real = proposals[:, 4] > 0
+    assert real.any() and np.all(proposals[real, 4] == 1)
+    assert np.all(proposals[real, 2:4] >= proposals[real, :2])
+    np.testing.assert_allclose(out["scores"][0], np.sqrt(probs * proposals[:, 5:6]), rtol=1e-5,
+                               atol=1e-7)
+    detections = out["detections"][0]
+    kept = detections[:, 4] > 0
+    assert kept.any()
+    # Each detection's score is its proposal's combined score for its class.
+    combined = out["scores"][0]
+    for row in detections[kept]:
+        assert np.isclose(combined[:, int(row[4])], row[5], rtol=1e-5).any()
+    result = infer.detect([image])[0]
+    assert result["masks"].shape[:2] == image.shape[:2]
+    assert 0 < len(result["class_ids"]) <= kept.sum()
 
 
 def test_run_graph_returns_the_heatmaps_of_every_level(overfit, tmp_path):

@@ -105,6 +105,37 @@ def test_each_flag_reaches_the_config():
     assert p.parse_args([]).minutes == 15.0
 
 
+def test_set_changes_any_value_after_the_other_flags(tmp_path):
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps({"LEARNING_RATE": 0.1, "BACKBONE": "resnet18"}))
+    config, sources = build(["--config", str(path), "--set", "LEARNING_RATE=0.3",
+                             "--learning-rate", "0.2", "--set", "CENTERNET_TWO_STAGE=true",
+                             "--set", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]",
+                             "--set", "BACKBONE=resnet34", "--set", 'NAME="run-7"'])
+    assert config.LEARNING_RATE == 0.3             # --set comes after the named flags
+    assert config.CENTERNET_TWO_STAGE is True       # JSON true
+    assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)  # the default's type (a tuple)
+    assert (config.BACKBONE, config.NAME) == ("resnet34", "run-7")  # strings, bare or JSON
+    assert [s.label for s in sources][-5:] == [
+        "--set LEARNING_RATE=0.3", "--set CENTERNET_TWO_STAGE=true",
+        "--set RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]", '--set BACKBONE="resnet34"',
+        '--set NAME="run-7"']
+
+
+def test_bad_set_values_are_argparse_errors(capsys):
+    err = error(capsys, ["--set", "LEARNING_RATE"])
+    assert "argument --set: expected KEY=VALUE (e.g. CENTERNET_TWO_STAGE=true), got " \
+        "'LEARNING_RATE'" in err
+    err = error(capsys, ["--set", "LERNING_RATE=0.1"])
+    assert "argument --set: 'LERNING_RATE' is not a configuration value; did you mean " \
+        "LEARNING_RATE" in err
+    assert "is not a configuration value" in error(capsys, ["--set", "IMAGE_SHAPE=[1, 1, 3]"])
+    # Values are checked with the configuration, against the flag that set them.
+    err = error(capsys, ["--set", "IMAGE_MAX_DIM=100"])
+    assert "argument --set IMAGE_MAX_DIM=100: IMAGE_MAX_DIM=100 must be a positive multiple " \
+        "of 64" in err
+
+
 def test_config_file_applies_and_flags_win(tmp_path):
     path = tmp_path / "small.json"
     path.write_text(json.dumps({"BACKBONE": "resnet18", "IMAGE_MIN_DIM": 64,

@@ -54,10 +54,10 @@ def test_reference_defaults():
     assert config.LEARNING_RATE_WARMUP_STEPS == 0
     assert config.MIXED_PRECISION is False
     # 45 reference attributes + MODEL + 4 additions + 3 derived values
-    # + 12 YOLACT and 14 CenterNet settings.
+    # + 12 YOLACT and 17 CenterNet settings.
     names = set(config.to_dict())
-    assert len(names) == 45 + 1 + 4 + 3 + 12 + 14
-    assert len([n for n in names if n.startswith("CENTERNET_")]) == 14
+    assert len(names) == 45 + 1 + 4 + 3 + 12 + 17
+    assert len([n for n in names if n.startswith("CENTERNET_")]) == 17
     assert len([n for n in names if n.startswith("YOLACT_")]) == 12
 
 

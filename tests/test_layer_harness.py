@@ -18,7 +18,7 @@ from mrcnn.training import LossLayer
 from mrcnn.yolact.box_utils import make_priors
 from mrcnn.yolact.detection import YolactDetection
 from mrcnn.yolact.heads import BilinearUpsample
-from mrcnn.centernet.detection import CenterNetDetection
+from mrcnn.centernet.detection import CenterNetDetection, ProposalScores
 from mrcnn.centernet.heads import LevelScale
 
 
@@ -115,6 +115,11 @@ def _cases():
              rng.uniform(0, 2, (2, 8, 8, 4)).astype(np.float32),
              rng.uniform(0, 2, (2, 4, 4, 4)).astype(np.float32), _meta(2, 64, 64, 4)],
             [(2, 5, 6)], "float32", False, dict(strides=[8, 16], max_instances=5)),
+        "ProposalScores": (ProposalScores, dict(name="scores_test"),
+                           [rng.dirichlet(np.ones(4), (2, 6)).astype(np.float32),
+                            np.concatenate([rng.uniform(0, 1, (2, 6, 5)),
+                                            rng.uniform(0, 1, (2, 6, 1))], -1).astype(np.float32)],
+                           [(2, 6, 4)], "float32", True, {}),
         "LossLayer": (LossLayer, dict(fn=losses.rpn_class_loss, name="my_rpn_loss"),
                       [rng.choice([-1, 0, 1], (2, 60, 1)).astype(np.int32),
                        rng.normal(size=(2, 60, 2)).astype(np.float32)],

@@ -4,8 +4,8 @@ CenterNet's inference in the graph, batched (mmdetection's
 ``CenterNetUpdateHead`` uses them): per level, the (point, class) pairs
 whose sigmoid score beats DETECTION_MIN_CONFIDENCE, the best
 CENTERNET_PRE_NMS_TOP_K of them; boxes decoded from the points and the
-distances times the stride, clipped to the image window; boxes without
-area dropped; class-aware NMS at DETECTION_NMS_THRESHOLD; the best
+distances times the stride, clipped to the image window; boxes under a
+pixel on a side dropped; class-aware NMS at DETECTION_NMS_THRESHOLD; the best
 DETECTION_MAX_INSTANCES.
 
 Output format: Mask R-CNN's ``DetectionLayer``'s, ``[B, D, (y1, x1, y2, x2,
@@ -71,7 +71,11 @@ def detect_graph(level_logits, level_distances, strides, window, image_hw,
     cand_boxes = tf.concat(cand_boxes, axis=1)
     cand_scores = tf.concat(cand_scores, axis=1)
     cand_classes = tf.concat(cand_classes, axis=1)
-    area_ok = (cand_boxes[..., 2] > cand_boxes[..., 0]) & (cand_boxes[..., 3] > cand_boxes[..., 1])
+    # Boxes under a pixel on a side are dropped: the normalised frame's
+    # (y2 - 1, x2 - 1) would put their corners in the wrong order (the
+    # reference drops boxes without area).
+    area_ok = (cand_boxes[..., 2] - cand_boxes[..., 0] >= 1.0) & \
+        (cand_boxes[..., 3] - cand_boxes[..., 1] >= 1.0)
     cand_scores = tf.where((cand_scores > min_confidence) & area_ok, cand_scores, -1.0)
     height = tf.cast(image_hw[:, 0], tf.float32)
     width = tf.cast(image_hw[:, 1], tf.float32)
@@ -129,3 +133,28 @@ class CenterNetDetection(KL.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.max_instances, 6)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ProposalScores(KL.Layer):
+    """The two-stage variant's detection scores (CenterNet2's
+    ``MULT_PROPOSAL_SCORE``): sqrt(class probability x the proposal's
+    objectness score).
+
+    Inputs: [class probabilities [B, N, NUM_CLASSES] of the box head,
+    proposals [B, N, (y1, x1, y2, x2, class_id, score)]]. Output [B, N,
+    NUM_CLASSES] float32; each ROI's most likely class is unchanged (zero
+    padded proposals score 0 and drop out of ``DetectionLayer``).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        probs, proposals = inputs
+        objectness = tf.maximum(tf.cast(proposals[..., 5:6], tf.float32), 0.0)
+        return tf.sqrt(tf.cast(probs, tf.float32) * objectness)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])

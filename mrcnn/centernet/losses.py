@@ -64,14 +64,15 @@ def extra_positives_graph(candidate_loss, valid, forced, topk=9, threshold=0.2):
 def heatmap_focal_loss(heatmap, logits, box_pred, gt_class_ids, candidate_index,
                        candidate_target, candidate_valid, candidate_forced, alpha=2.0,
                        gamma=4.0, pos_weight=0.25, neg_weight=0.75, sigmoid_clamp=1e-4,
-                       topk=9, threshold=0.2):
+                       topk=9, threshold=0.2, class_agnostic=False):
     """Gaussian focal loss over the heatmaps with the extra positives.
 
     Positives: per ground-truth box, its candidates selected by
     ``extra_positives_graph`` on the ranking loss 1 - GIoU(predicted box
     at the candidate, the box) (predictions held constant), each with the
-    box's class; a point chosen by two boxes counts twice, as in the
-    reference. With p = clamp(sigmoid(logits), sigmoid_clamp, 1 -
+    box's class (the single heatmap channel when ``class_agnostic``, the
+    two-stage variant's objectness); a point chosen by two boxes counts
+    twice, as in the reference. With p = clamp(sigmoid(logits), sigmoid_clamp, 1 -
     sigmoid_clamp) and n = max(positives, 1):
     ``pos_weight * sum(-log(p) (1 - p)^alpha over positives) / n +
     neg_weight * sum(-log(1 - p) p^alpha (1 - heatmap)^gamma) / n``.
@@ -94,6 +95,8 @@ def heatmap_focal_loss(heatmap, logits, box_pred, gt_class_ids, candidate_index,
     forced = tf.cast(candidate_forced, tf.bool) & real[..., None]
     chosen = extra_positives_graph(ranking, valid, forced, topk, threshold)  # [B, G, K]
     classes = tf.maximum(tf.cast(gt_class_ids, tf.int32) - 1, 0)
+    if class_agnostic:
+        classes = tf.zeros_like(classes)
     classes = tf.broadcast_to(classes[..., None], tf.shape(candidate_index))
     gathered = tf.gather(prob, flat_index, batch_dims=1)                      # [B, G*K, C]
     pos_prob = tf.gather(gathered, tf.reshape(classes, [batch, -1]), batch_dims=2)

@@ -13,6 +13,16 @@ the ground-truth boxes, sampled against the ground truth by the shared
 at inference it runs on the final detections. The NumPy targets are
 ``targets``, the losses ``losses``.
 
+``CENTERNET_TWO_STAGE`` (CenterNet2's design) makes the heatmap
+class-agnostic (one objectness channel) and its detections proposals:
+the best POST_NMS_ROIS_TRAINING / POST_NMS_ROIS_INFERENCE after NMS at
+CENTERNET_PROPOSAL_NMS_THRESHOLD, ground-truth boxes appended in training
+(detectron2's PROPOSAL_APPEND_GT), go to the shared box head
+(``mrcnn.box_head``: Mask R-CNN's classifier, regressor, DetectionLayer
+and losses) on P3-P5 in place of an RPN, and the mask head runs on its
+detections. A detection's score is sqrt(class probability x proposal
+score) (CenterNet2's MULT_PROPOSAL_SCORE).
+
 Frames: targets and the head work in molded-image pixels and stride units
 (see ``targets``); detections are normalised boxes as Mask R-CNN's, so the
 mask head and ``transform.unmold_roi_detections`` take them as they are.
@@ -30,8 +40,9 @@ from keras import layers as KL
 
 from mrcnn import transform
 from mrcnn.backbone import build_feature_pyramid
+from mrcnn.box_head import DetectionLayer, fpn_classifier_graph, mrcnn_bbox_loss, mrcnn_class_loss
 from mrcnn.centernet import losses
-from mrcnn.centernet.detection import CenterNetDetection
+from mrcnn.centernet.detection import CenterNetDetection, ProposalScores
 from mrcnn.centernet.heads import centernet_head_graph
 from mrcnn.centernet.targets import build_targets, candidate_targets, level_shapes
 from mrcnn.config import RESIZE_MODES, _is_int, _nearest_multiple
@@ -42,6 +53,9 @@ from mrcnn.roi_sampling import DetectionTargetLayer
 from mrcnn.training import DetectionModel, LossLayer
 
 LOSS_NAMES = ("centernet_heatmap_loss", "centernet_box_loss", "mrcnn_mask_loss")
+# CENTERNET_TWO_STAGE adds the box head's two losses.
+TWO_STAGE_LOSS_NAMES = ("centernet_heatmap_loss", "centernet_box_loss", "mrcnn_class_loss",
+                        "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 # Strides of P3-P7.
 LEVEL_STRIDES = (8, 16, 32, 64, 128)
@@ -87,6 +101,21 @@ def validate_centernet_config(config, add):
     if not isinstance(config.ROI_POSITIVE_RATIO, numbers.Real) or \
             not 0 < config.ROI_POSITIVE_RATIO <= 1:
         add("ROI_POSITIVE_RATIO must be in (0, 1], got {!r}".format(config.ROI_POSITIVE_RATIO))
+    if not isinstance(config.CENTERNET_TWO_STAGE, (bool, np.bool_)):
+        add("CENTERNET_TWO_STAGE must be True or False, got {!r}".format(
+            config.CENTERNET_TWO_STAGE))
+    elif config.CENTERNET_TWO_STAGE:
+        for name in ("POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "POOL_SIZE",
+                     "FPN_CLASSIF_FC_LAYERS_SIZE"):
+            value = getattr(config, name)
+            if not _is_int(value) or value < 1:
+                add("{} must be a positive integer for CENTERNET_TWO_STAGE (the proposals "
+                    "and the box head), got {!r}".format(name, value))
+        for name, low, high in (("CENTERNET_PROPOSAL_MIN_CONFIDENCE", 0, 1),
+                                ("CENTERNET_PROPOSAL_NMS_THRESHOLD", 0, 1)):
+            value = getattr(config, name)
+            if not isinstance(value, numbers.Real) or not low <= value <= high:
+                add("{} must be a number in [{}, {}], got {!r}".format(name, low, high, value))
     mask_shape = list(config.MASK_SHAPE)
     if _is_int(config.MASK_POOL_SIZE) and mask_shape != [2 * config.MASK_POOL_SIZE] * 2:
         add("MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {} because the mask head "
@@ -108,20 +137,24 @@ def validate_centernet_config(config, add):
 class CenterNet(ModelBase):
     """CenterNet with instance masks (see the module docstring).
 
-    Training outputs the three losses of LOSS_NAMES; inference outputs
-    ``[detections [B, D, (y1, x1, y2, x2, class_id, score)] normalised,
-    masks [B, D, h, w, NUM_CLASSES], class logits [B, M, NUM_CLASSES - 1],
-    distances [B, M, 4] (stride units), heatmaps of P3 ... P7 [B, h, w,
-    NUM_CLASSES - 1]]`` (D = DETECTION_MAX_INSTANCES, M points of P3-P7;
-    ``run_graph`` fetches ``centernet_heatmap_p3`` ... by name).
+    Training outputs the losses of LOSS_NAMES (TWO_STAGE_LOSS_NAMES with
+    CENTERNET_TWO_STAGE); inference outputs ``[detections [B, D, (y1, x1,
+    y2, x2, class_id, score)] normalised, masks [B, D, h, w, NUM_CLASSES],
+    class logits [B, M, C], distances [B, M, 4] (stride units), heatmaps of
+    P3 ... P7 [B, h, w, C]]`` (D = DETECTION_MAX_INSTANCES, M points of
+    P3-P7, C = NUM_CLASSES - 1, or 1 objectness channel in the two-stage
+    variant, which also outputs its proposals [B, P, 6]; ``run_graph``
+    fetches ``centernet_heatmap_p3`` ..., ``centernet_proposals`` by name).
     """
 
-    LOSS_NAMES = LOSS_NAMES
+    LOSS_NAMES = TWO_STAGE_LOSS_NAMES
     DEFAULT_LOSS_WEIGHTS = {"centernet_heatmap_loss": 1.0, "centernet_box_loss": 2.0,
+                            "mrcnn_class_loss": 1.0, "mrcnn_bbox_loss": 1.0,
                             "mrcnn_mask_loss": 1.0}
     CHECKPOINT_PREFIX = "centernet"
     HEADS_REGEX = r"(centernet\_.*)|(mrcnn\_.*)|(fpn\_.*)"
-    CLASS_SPECIFIC_LAYERS = ("centernet_class_logits", "mrcnn_mask")
+    CLASS_SPECIFIC_LAYERS = ("centernet_class_logits", "mrcnn_class_logits", "mrcnn_bbox_fc",
+                             "mrcnn_bbox", "mrcnn_mask")
     SIZE_DIVISOR = 32
     HAS_COCO_WEIGHTS = False
     CONFIG_DEFAULTS = {
@@ -129,15 +162,23 @@ class CenterNet(ModelBase):
         "DETECTION_NMS_THRESHOLD": 0.6,
         "LEARNING_RATE": 0.01,
         "BACKBONE_STRIDES": list(LEVEL_STRIDES),
+        # CenterNet2's proposals per image (two-stage variant).
+        "POST_NMS_ROIS_INFERENCE": 256,
     }
 
     @classmethod
     def validate_config(cls, config, add):
         """CenterNet's own rules: regress ranges (one per P3-P7 level),
         focal and target settings, the towers' GroupNorm, the mask head's
-        geometry, image sides that are multiples of 32."""
+        geometry, image sides that are multiples of 32, and the two-stage
+        variant's proposals."""
         super().validate_config(config, add)
         validate_centernet_config(config, add)
+
+    @staticmethod
+    def two_stage(config):
+        """Whether ``config`` asks for the two-stage variant."""
+        return bool(config.CENTERNET_TWO_STAGE)
 
     # ------------------------------------------------------------------
     # The network
@@ -147,6 +188,7 @@ class CenterNet(ModelBase):
         input_image_meta; in training the targets of
         training_signature()."""
         training = mode == "training"
+        two_stage = self.two_stage(config)
         train_bn = config.TRAIN_BN if training else False
         input_image = KL.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT],
                                name="input_image")
@@ -154,46 +196,69 @@ class CenterNet(ModelBase):
         pyramid = build_feature_pyramid(input_image, config, train_bn=train_bn,
                                         levels=("P3", "P4", "P5", "P6", "P7"))
         logits, distances, level_logits, level_distances = centernet_head_graph(
-            pyramid, config.NUM_CLASSES, config.CENTERNET_HEAD_CHANNELS,
+            pyramid, 2 if two_stage else config.NUM_CLASSES, config.CENTERNET_HEAD_CHANNELS,
             config.CENTERNET_TOWER_CONVS, config.CENTERNET_GROUPS)
-        detections = CenterNetDetection(
-            strides=LEVEL_STRIDES, min_confidence=config.DETECTION_MIN_CONFIDENCE,
-            pre_nms_top_k=config.CENTERNET_PRE_NMS_TOP_K,
-            nms_threshold=config.DETECTION_NMS_THRESHOLD,
-            max_instances=config.DETECTION_MAX_INSTANCES, name="centernet_detection")(
-            level_logits + level_distances + [input_image_meta])
-        mask_maps = pyramid[:3]  # ROIAlign on P3-P5
+        if two_stage:
+            count = config.POST_NMS_ROIS_TRAINING if training else config.POST_NMS_ROIS_INFERENCE
+            detections = CenterNetDetection(
+                strides=LEVEL_STRIDES, min_confidence=config.CENTERNET_PROPOSAL_MIN_CONFIDENCE,
+                pre_nms_top_k=config.CENTERNET_PRE_NMS_TOP_K,
+                nms_threshold=config.CENTERNET_PROPOSAL_NMS_THRESHOLD,
+                max_instances=count, name="centernet_proposals")(
+                level_logits + level_distances + [input_image_meta])
+        else:
+            detections = CenterNetDetection(
+                strides=LEVEL_STRIDES, min_confidence=config.DETECTION_MIN_CONFIDENCE,
+                pre_nms_top_k=config.CENTERNET_PRE_NMS_TOP_K,
+                nms_threshold=config.DETECTION_NMS_THRESHOLD,
+                max_instances=config.DETECTION_MAX_INSTANCES, name="centernet_detection")(
+                level_logits + level_distances + [input_image_meta])
+        roi_maps = pyramid[:3]  # ROIAlign on P3-P5
         if training:
-            return self._training_model(input_image, input_image_meta, mask_maps, logits,
+            return self._training_model(input_image, input_image_meta, roi_maps, logits,
                                         distances, detections, config, train_bn)
+        outputs = []
+        if two_stage:
+            proposals = detections
+            proposal_boxes = SliceRois(columns=4, name="proposal_boxes")(proposals)
+            _, class_probs, deltas = fpn_classifier_graph(
+                proposal_boxes, roi_maps, input_image_meta, config.POOL_SIZE,
+                config.NUM_CLASSES, train_bn=False,
+                fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, levels=(3, 4, 5))
+            scores = ProposalScores(name="centernet_detection_scores")([class_probs, proposals])
+            detections = DetectionLayer(config, name="centernet_detection")(
+                [proposal_boxes, scores, deltas, input_image_meta])
+            outputs = [proposals]
         detection_boxes = SliceRois(columns=4, name="detection_boxes")(detections)
-        masks = build_fpn_mask_graph(detection_boxes, mask_maps, input_image_meta,
+        masks = build_fpn_mask_graph(detection_boxes, roi_maps, input_image_meta,
                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=False,
                                      conv_channels=config.MASK_HEAD_CHANNELS, levels=(3, 4, 5))
         # Per-level class heatmaps, for run_graph (the points' sigmoid scores).
         heatmaps = [KL.Activation("sigmoid", name="centernet_heatmap_p{}".format(3 + i),
                                   dtype="float32")(x) for i, x in enumerate(level_logits)]
         return DetectionModel([input_image, input_image_meta],
-                              [detections, masks, logits, distances] + heatmaps,
+                              [detections, masks, logits, distances] + heatmaps + outputs,
                               name="centernet")
 
-    def _training_model(self, input_image, image_meta, mask_maps, logits, distances,
+    def _training_model(self, input_image, image_meta, roi_maps, logits, distances,
                         detections, config, train_bn):
+        two_stage = self.two_stage(config)
         inputs = [input_image, image_meta] + [
             KL.Input(shape=shape, name=name, dtype=np.dtype(dtype).name)
             for name, shape, dtype in self._target_signature(shapes=False)]
         (heatmap, box_target, cand_index, cand_target, cand_valid, cand_forced, gt_class_ids,
          gt_boxes, gt_masks) = inputs[2:]
         gt_boxes_norm = NormBoxes(name="norm_gt_boxes")([gt_boxes, input_image])
-        # The mask head learns on CenterNet's own detections and the
-        # ground-truth boxes, sampled against the ground truth.
-        proposals = KL.Concatenate(axis=1, name="mask_proposals", dtype="float32")(
-            [SliceRois(columns=4, name="detection_boxes")(detections), gt_boxes_norm])
-        rois, target_class_ids, _, target_mask = DetectionTargetLayer(
-            config, name="mask_targets")([proposals, gt_class_ids, gt_boxes_norm, gt_masks])
+        # The ROI heads learn on CenterNet's own boxes (detections, or the
+        # two-stage variant's proposals) and the ground-truth boxes,
+        # sampled against the ground truth as Mask R-CNN samples proposals.
+        proposals = KL.Concatenate(axis=1, name="roi_proposals", dtype="float32")(
+            [SliceRois(columns=4, name="proposal_boxes")(detections), gt_boxes_norm])
+        rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+            config, name="proposal_targets")([proposals, gt_class_ids, gt_boxes_norm, gt_masks])
         positive_slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
         mask_rois = SliceRois(count=max(positive_slots, 1), name="mask_rois")(rois)
-        masks = build_fpn_mask_graph(mask_rois, mask_maps, image_meta, config.MASK_POOL_SIZE,
+        masks = build_fpn_mask_graph(mask_rois, roi_maps, image_meta, config.MASK_POOL_SIZE,
                                      config.NUM_CLASSES, train_bn=train_bn,
                                      conv_channels=config.MASK_HEAD_CHANNELS, levels=(3, 4, 5))
         focal = {"alpha": float(config.CENTERNET_FOCAL_ALPHA),
@@ -203,17 +268,34 @@ class CenterNet(ModelBase):
                  "sigmoid_clamp": float(config.CENTERNET_SIGMOID_CLAMP),
                  "topk": int(config.CENTERNET_MORE_POS_TOPK),
                  "threshold": float(config.CENTERNET_MORE_POS_THRESH)}
+        if two_stage:
+            focal["class_agnostic"] = True
         loss_outputs = [
             LossLayer(losses.heatmap_focal_loss, name="centernet_heatmap_loss",
                       arguments=focal)(
                 [heatmap, logits, distances, gt_class_ids, cand_index, cand_target, cand_valid,
                  cand_forced]),
             LossLayer(losses.box_giou_loss, name="centernet_box_loss")([box_target, distances]),
-            LossLayer(name="mrcnn_mask_loss")([target_mask, target_class_ids, masks]),
         ]
-        return DetectionModel(inputs, [logits, distances, detections, masks] + loss_outputs,
-                              name="centernet", loss_names=LOSS_NAMES,
-                              loss_weights=self.loss_weights(config),
+        outputs = [logits, distances, detections, masks]
+        if two_stage:
+            class_logits, _, deltas = fpn_classifier_graph(
+                rois, roi_maps, image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+                train_bn=train_bn, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+                levels=(3, 4, 5))
+            loss_outputs += [
+                LossLayer(mrcnn_class_loss, name="mrcnn_class_loss")(
+                    [target_class_ids, class_logits, image_meta]),
+                LossLayer(mrcnn_bbox_loss, name="mrcnn_bbox_loss")(
+                    [target_bbox, target_class_ids, deltas]),
+            ]
+            outputs += [class_logits, deltas]
+        loss_outputs.append(LossLayer(name="mrcnn_mask_loss")([target_mask, target_class_ids,
+                                                                masks]))
+        names = TWO_STAGE_LOSS_NAMES if two_stage else LOSS_NAMES
+        weights_ = {name: w for name, w in self.loss_weights(config).items() if name in names}
+        return DetectionModel(inputs, outputs + loss_outputs, name="centernet",
+                              loss_names=names, loss_weights=weights_,
                               weight_decay=config.WEIGHT_DECAY)
 
     # ------------------------------------------------------------------
@@ -228,7 +310,8 @@ class CenterNet(ModelBase):
             if shapes else None
         mask_hw = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else \
             ((int(image_shape[0]), int(image_shape[1])) if shapes else (None, None))
-        return [("input_centernet_heatmap", (points, config.NUM_CLASSES - 1), np.float32),
+        channels = 1 if self.two_stage(config) else config.NUM_CLASSES - 1
+        return [("input_centernet_heatmap", (points, channels), np.float32),
                 ("input_centernet_box", (points, 4), np.float32),
                 ("input_centernet_candidate_index", (gt, k), np.int32),
                 ("input_centernet_candidate_target", (gt, k, 4), np.float32),
@@ -262,9 +345,13 @@ class CenterNet(ModelBase):
         if not np.any(class_ids > 0):
             return None
         ranges = np.asarray(config.CENTERNET_REGRESS_RANGES, np.float64)
-        dense = build_targets(image.shape, class_ids, boxes, config.NUM_CLASSES, LEVEL_STRIDES,
-                              ranges, config.CENTERNET_MIN_RADIUS,
-                              config.CENTERNET_MIN_OVERLAP)
+        heat_ids, heat_classes = class_ids, config.NUM_CLASSES
+        if self.two_stage(config):
+            # One objectness heatmap: every instance is class 1 (crowds stay
+            # negative and out of the targets).
+            heat_ids, heat_classes = np.where(class_ids > 0, 1, class_ids), 2
+        dense = build_targets(image.shape, heat_ids, boxes, heat_classes, LEVEL_STRIDES, ranges,
+                              config.CENTERNET_MIN_RADIUS, config.CENTERNET_MIN_OVERLAP)
         gt = int(config.MAX_GT_INSTANCES)
         class_ids, boxes, masks = select_instances(class_ids, boxes, masks, gt)
         candidates = candidate_targets(image.shape, class_ids, boxes, LEVEL_STRIDES, ranges, gt)
