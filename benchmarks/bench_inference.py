@@ -5,15 +5,20 @@ default detection settings on a 1024x768 photo, and YOLACT
 one, so that it too returns its 100 detections with masks (the worst case
 of post-processing: on the photo, its best-scoring random detections lie in
 the padding and are dropped; the larger square image only adds work for
-YOLACT's mask resizing); plus the backbone's convolution
-throughput. The JSON's ``ratios`` give YOLACT-550 / Mask R-CNN-1024 per
-precision (target: at most 1/3).
+YOLACT's mask resizing); CenterNet R50 (one-stage, and ``centernet2_``: the
+two-stage variant) at 512 and 1024 on the photo, also with
+DETECTION_MIN_CONFIDENCE 0 (100 detections with masks); plus the backbone's
+convolution throughput. The JSON's ``ratios`` give each case over the Mask
+R-CNN case it is compared with, per precision, and the target where there
+is one (YOLACT-550 / Mask R-CNN-1024 at most 1/3; one-stage CenterNet /
+Mask R-CNN at the same size at most 0.6).
 
 Usage (from the repository root):
 
     python benchmarks/bench_inference.py                 # every case
     python benchmarks/bench_inference.py --only resnet50@512 --runs 3
     python benchmarks/bench_inference.py --only yolact_resnet50@550 --only resnet50@1024
+    python benchmarks/bench_inference.py --only centernet_resnet50@512 --only resnet50@512
     python benchmarks/bench_inference.py --precision float32
 
 Every case runs in float32 and with ``MIXED_PRECISION = "bfloat16"`` (the
@@ -45,7 +50,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CASES = {"resnet50@1024": ("resnet50", 1024, "mask_rcnn"),
          "resnet101@1024": ("resnet101", 1024, "mask_rcnn"),
          "resnet50@512": ("resnet50", 512, "mask_rcnn"),
-         "yolact_resnet50@550": ("resnet50", 550, "yolact")}
+         "yolact_resnet50@550": ("resnet50", 550, "yolact"),
+         "centernet_resnet50@512": ("resnet50", 512, "centernet"),
+         "centernet_resnet50@1024": ("resnet50", 1024, "centernet"),
+         "centernet2_resnet50@512": ("resnet50", 512, "centernet2"),
+         "centernet2_resnet50@1024": ("resnet50", 1024, "centernet2")}
+
+# Ratios reported: (case, the Mask R-CNN case it is compared with, target).
+RATIOS = [("yolact_resnet50@550", "resnet50@1024", 1 / 3),
+          ("centernet_resnet50@512", "resnet50@512", 0.6),
+          ("centernet_resnet50@1024", "resnet50@1024", 0.6),
+          ("centernet2_resnet50@512", "resnet50@512", None),
+          ("centernet2_resnet50@1024", "resnet50@1024", None)]
 
 
 def run_case(name, runs, precision):
@@ -57,10 +73,13 @@ def run_case(name, runs, precision):
     from mrcnn.config import Config
 
     backbone, size, arch = CASES[name]
+    two_stage = arch == "centernet2"
+    mode = "centernet" if two_stage else arch
 
     class BenchConfig(Config):
         NAME = "bench"
-        MODEL = arch
+        MODEL = mode
+        CENTERNET_TWO_STAGE = two_stage
         NUM_CLASSES = 81
         GPU_COUNT = 1
         IMAGES_PER_GPU = 1
@@ -69,7 +88,9 @@ def run_case(name, runs, precision):
         IMAGE_MAX_DIM = size
         MIXED_PRECISION = precision == "bfloat16" and "bfloat16"
 
-    if arch == "yolact":
+    if arch in ("yolact", "centernet"):
+        # Random heads score below the default threshold: every slot a
+        # detection with a mask, the worst case.
         BenchConfig.DETECTION_MIN_CONFIDENCE = 0.0
 
     keras.utils.set_random_seed(0)
@@ -92,6 +113,8 @@ def run_case(name, runs, precision):
     _, c2, c3, c4, c5 = resnet_graph(image_input, backbone, stage5=True, train_bn=False)
     if arch == "yolact":  # P3-P5 with bilinear top-down resizing (P6, P7 are in its head)
         pyramid = fpn_graph(None, c3, c4, c5, 256, upsampling="bilinear", relu=True)[1:4]
+    elif mode == "centernet":  # P3-P5 (P6, P7 are two small convolutions more)
+        pyramid = fpn_graph(None, c3, c4, c5, 256)[1:4]
     else:
         pyramid = fpn_graph(c2, c3, c4, c5, 256)
     backbone_model = keras.Model(image_input, pyramid)
@@ -147,16 +170,18 @@ def main():
                                                                out.stderr[-3000:]))
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     medians = {(r["case"], r["precision"]): r["detect_median_s"] for r in results}
-    ratios = {precision: round(medians[("yolact_resnet50@550", precision)]
-                               / medians[("resnet50@1024", precision)], 3)
-              for precision in precisions
-              if ("yolact_resnet50@550", precision) in medians
-              and ("resnet50@1024", precision) in medians}
+    ratios = []
+    for case, baseline, target in RATIOS:
+        for precision in precisions:
+            if (case, precision) in medians and (baseline, precision) in medians:
+                ratios.append({"case": case, "over": baseline, "precision": precision,
+                               "ratio": round(medians[(case, precision)]
+                                              / medians[(baseline, precision)], 3),
+                               "target": target and round(target, 3)})
     print(json.dumps({
         "benchmark": "bench_inference",
         "targets_s": {"resnet50@1024": 2.5, "resnet50@512": 0.8},
-        "target_ratio_yolact550_over_maskrcnn1024": 1 / 3,
-        "ratios_yolact550_over_maskrcnn1024": ratios,
+        "ratios": ratios,
         "results": results,
         "machine": machine_info(),
     }, indent=2))
