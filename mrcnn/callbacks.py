@@ -1,7 +1,10 @@
 """
 Evaluation during training: mean average precision of a model on a
 validation subset, and a Keras callback that reports it every N epochs in
-the progress bar, the History and TensorBoard (as ``val_mAP``).
+the progress bar, the History and TensorBoard (as ``val_mAP``);
+``CocoEvaluationCallback``, pycocotools' AP, AP50 and AP75 for boxes and
+masks (``val_bbox_AP`` ...), also in a CSV beside the checkpoints, with
+TensorBoard pictures of predictions beside their ground truth.
 
 Works for every model mode: it only uses ``detect()`` of an inference model
 built from the same configuration, into which the callback copies the
@@ -163,3 +166,171 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
         logger.info(message)
         if self.verbose:
             print(message)
+
+
+class CocoEvaluationCallback(keras.callbacks.Callback):
+    """COCO metrics on a validation set while training: every
+    ``every_n_epochs`` epochs, copy the training weights into
+    ``inference_model`` and run pycocotools' evaluation
+    (``data.evaluate_coco``) of ``dataset`` against ``coco``.
+
+    inference_model: an inference-mode model built from the training
+        model's configuration (its batch size may differ; set
+        DETECTION_MIN_CONFIDENCE low, as COCO evaluation expects).
+    dataset: the prepared validation Dataset; coco: its pycocotools COCO
+        ground truth (``CocoDataset.load_coco(..., return_coco=True)``).
+    eval_type: "bbox", "segm" or "both".
+    limit / image_ids: evaluate the first ``limit`` images (of ``image_ids``).
+    class_source: the dataset source whose classes are COCO categories.
+    csv_path: the CSV that gets one row per evaluation; default
+        ``coco_metrics.csv`` beside the checkpoints (``train()`` tells the
+        callback its log directory), none when the callback is used
+        outside ``train()`` without one.
+    images: how many validation images TensorBoard shows each evaluation,
+        ground truth (left) beside the predictions (right), as
+        ``predictions/<i>`` in the ``validation`` run; 0 for none.
+
+    Logged values: ``val_bbox_AP``, ``val_bbox_AP50``, ``val_bbox_AP75`` and
+    the ``val_segm_*`` three (per eval_type) in the epoch logs, so they show
+    in the progress bar and the History, and TensorBoard records them as
+    ``epoch_bbox_AP`` ... under ``validation``. ``self.history`` keeps
+    ``(epoch, {name: value})`` pairs with 1-based epochs, as checkpoints are
+    numbered.
+
+    Usage::
+
+        inference = modellib.create_model("inference", inference_config, model_dir)
+        coco_cb = CocoEvaluationCallback(inference, dataset_val, coco, every_n_epochs=5,
+                                         limit=500)
+        model.train(dataset_train, dataset_val, config.LEARNING_RATE, epochs=40,
+                    layers="heads", custom_callbacks=[coco_cb])
+    """
+
+    METRICS = ("AP", "AP50", "AP75")
+    CSV_NAME = "coco_metrics.csv"
+
+    def __init__(self, inference_model, dataset, coco, every_n_epochs=1, eval_type="both",
+                 limit=None, image_ids=None, class_source="coco", csv_path=None, images=3,
+                 verbose=1):
+        super().__init__()
+        from mrcnn.data.cocoformat import _eval_types
+        if getattr(inference_model, "mode", "inference") != "inference":
+            raise ValueError("CocoEvaluationCallback needs an inference-mode model, got one "
+                             "in {!r} mode".format(inference_model.mode))
+        if int(every_n_epochs) < 1:
+            raise ValueError("every_n_epochs must be >= 1, got {}".format(every_n_epochs))
+        if coco is None or not hasattr(coco, "loadRes"):
+            raise TypeError("CocoEvaluationCallback needs the pycocotools COCO ground truth of "
+                            "the dataset (load_coco(..., return_coco=True)), got {!r}".format(
+                                coco))
+        self.types = _eval_types(eval_type)
+        self.inference_model = inference_model
+        self.dataset = dataset
+        self.coco = coco
+        self.every_n_epochs = int(every_n_epochs)
+        ids = list(dataset.image_ids if image_ids is None else image_ids)
+        self.image_ids = ids[:limit] if limit else ids
+        if not self.image_ids:
+            raise ValueError("CocoEvaluationCallback has no images to evaluate: the dataset "
+                             "(or image_ids) is empty")
+        self.class_source = class_source
+        self.csv_path = csv_path
+        self.log_dir = None
+        self.images = max(0, int(images))
+        self.verbose = verbose
+        self.history = []
+
+    def set_log_dir(self, log_dir):
+        """The training run's directory (``train()`` calls this): the CSV
+        goes there unless csv_path was given, and the TensorBoard images
+        into its ``validation`` run."""
+        self.log_dir = log_dir
+
+    def names(self):
+        """The logged names, e.g. ``val_bbox_AP``, in order."""
+        return ["val_{}_{}".format(t, m) for t in self.types for m in self.METRICS]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        from mrcnn.data.cocoformat import coco_stats, evaluate_coco
+        start = time.time()
+        copy_weights(self.model, self.inference_model.keras_model)
+        evaluations = evaluate_coco(self.inference_model, self.dataset, self.coco,
+                                    eval_type=self.types, image_ids=self.image_ids, verbose=0,
+                                    class_source=self.class_source)
+        values = {}
+        for t in self.types:
+            stats = coco_stats(evaluations[t])
+            for m in self.METRICS:
+                values["val_{}_{}".format(t, m)] = stats[m]
+        seconds = time.time() - start
+        if logs is not None:
+            logs.update(values)
+        self.history.append((epoch + 1, values))
+        self._write_csv(epoch + 1, values, seconds)
+        if self.images and self.log_dir:
+            self._write_images(epoch)
+        message = "Epoch {}: COCO {} on {} images ({:.1f} s)".format(
+            epoch + 1, ", ".join("{} = {:.4f}".format(k[4:], v) for k, v in values.items()),
+            len(self.image_ids), seconds)
+        logger.info(message)
+        if self.verbose:
+            print(message)
+
+    def _write_csv(self, epoch, values, seconds):
+        import csv
+        import os
+        path = self.csv_path or (self.log_dir and os.path.join(self.log_dir, self.CSV_NAME))
+        if not path:
+            return
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["epoch"] + [k[4:] for k in values] + ["images", "seconds"])
+            writer.writerow([epoch] + ["{:.6f}".format(v) for v in values.values()]
+                            + [len(self.image_ids), "{:.1f}".format(seconds)])
+
+    def _write_images(self, epoch):
+        import os
+        import tensorflow as tf
+        ids = self.image_ids[:self.images]
+        writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "validation"))
+        with writer.as_default():
+            for i, image_id in enumerate(ids):
+                image = self.dataset.load_image(image_id)
+                result = self.inference_model.detect([image], verbose=0)[0]
+                tf.summary.image("predictions/{}".format(i),
+                                 comparison_image(self.dataset, image_id, image, result)[None],
+                                 step=epoch)
+        writer.close()
+
+
+def render_instances(image, boxes, masks, class_ids, num_classes):
+    """A copy of ``image`` [H, W, 3] uint8 with each instance's mask
+    blended in and its box outlined, coloured by class (the same colour for
+    a class in every picture). boxes [N, 4] pixels, masks [H, W, N]."""
+    from mrcnn import visualize
+    out = np.array(image[..., :3], dtype=np.uint8, copy=True)
+    colors = visualize.random_colors(max(int(num_classes), 2), seed=0)
+    for i, class_id in enumerate(np.asarray(class_ids, np.int64)):
+        color = colors[int(class_id) % len(colors)]
+        visualize.apply_mask(out, masks[..., i], color, alpha=0.4)
+        visualize.draw_box(out, boxes[i], [int(255 * c) for c in color[:3]])
+    return out
+
+
+def comparison_image(dataset, image_id, image, result):
+    """[H, 2W + 4, 3] uint8: the image's ground truth (left) beside a
+    ``detect()`` result (right), separated by a white band."""
+    from mrcnn.boxes import extract_bboxes
+    masks, class_ids = dataset.load_mask(image_id)
+    keep = np.asarray(class_ids) > 0  # crowds (negative ids) are not drawn
+    masks, class_ids = masks[..., keep], np.asarray(class_ids)[keep]
+    truth = render_instances(image, extract_bboxes(masks), masks, class_ids,
+                             dataset.num_classes)
+    predicted = render_instances(image, result["rois"], result["masks"], result["class_ids"],
+                                 dataset.num_classes)
+    band = np.full((image.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([truth, band, predicted], axis=1)

@@ -430,10 +430,9 @@ class ModelBase(object):
               5+: Train Resnet stage 5 and up
         augmentation: Optional. An albumentations transform (or a callable
             f(image, mask) -> (image, mask)); masks move with the image.
-        custom_callbacks: Optional. Add custom callbacks to be called
-            with the keras fit() method. Must be list of type keras.callbacks.
-            They run before the built-in TensorBoard, NaN-stop and checkpoint
-            callbacks, so values they add to the epoch logs are recorded.
+        custom_callbacks: Optional. Keras callbacks for fit(); they run before
+            the built-in TensorBoard, NaN-stop and checkpoint callbacks, so
+            values they add to the epoch logs are recorded.
         no_augmentation_sources: Optional. List of sources to exclude for
             augmentation. A source is string that identifies a dataset and is
             defined in the Dataset class.
@@ -461,8 +460,10 @@ class ModelBase(object):
                                             self.config.NAME)
         self.config.to_json(os.path.join(self.log_dir, "config.json"))
         # Custom callbacks run first so that values they add to the epoch
-        # logs (e.g. callbacks.MeanAveragePrecisionCallback's val_mAP) reach
-        # TensorBoard, the progress bar and the History.
+        # logs (val_mAP, val_bbox_AP, ...) reach TensorBoard, the progress bar
+        # and the History; those with set_log_dir learn the run's folder.
+        for callback in custom_callbacks or []:
+            getattr(callback, "set_log_dir", lambda _: None)(self.log_dir)
         callbacks = list(custom_callbacks or []) + [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
                                         write_graph=False),

@@ -28,6 +28,9 @@ package)::
     # Box and mask AP of the last run on 500 minival images (--limit 0: all)
     python samples/coco.py evaluate --dataset /path/to/coco --model last
 
+    # The same figures on 500 validation images every 5 epochs while training
+    python samples/coco.py train --dataset /path/to/coco --model coco --eval-every 5
+
     # Any COCO-format dataset: one annotations JSON plus an image folder
     python samples/coco.py train --annotations train.json --images train/ \\
         --val-annotations val.json --val-images val/ --model coco
@@ -454,11 +457,17 @@ def build_parser():
     parser.add_argument("--logs", default=os.path.join(os.getcwd(), "logs"),
                         help="Logs and checkpoints directory (default: ./logs)")
     parser.add_argument("--limit", type=int, default=500,
-                        help="evaluate: images to use (default 500; 0: all)")
+                        help="evaluate, and train with --eval-every: validation images to use "
+                             "(default 500; 0: all)")
     parser.add_argument("--download", action="store_true",
                         help="Download and unzip the MS-COCO files that are missing")
     parser.add_argument("--eval-type", default="both", choices=["bbox", "segm", "both"],
-                        help="evaluate: boxes, masks or both (default)")
+                        help="evaluate, and train with --eval-every: boxes, masks or both "
+                             "(default)")
+    parser.add_argument("--eval-every", type=cli.positive_int, metavar="N",
+                        help="train: COCO AP, AP50, AP75 on the validation set every N epochs "
+                             "(progress bar, History, TensorBoard with pictures, "
+                             "coco_metrics.csv beside the checkpoints)")
     parser.add_argument("--epochs-heads", type=int, default=40,
                         help="train: last epoch of stage 1, the heads (default 40)")
     parser.add_argument("--epochs-4plus", type=int, default=120,
@@ -588,6 +597,23 @@ def train_schedule(model, dataset_train, dataset_val, config, epochs_heads=40,
                     verbose=verbose)
 
 
+def coco_callbacks(args, config, dataset_val, coco):
+    """[CocoEvaluationCallback] for ``train --eval-every N`` (an inference
+    model of the training configuration, one image at a time, every
+    detection scored as COCO evaluation wants), or []."""
+    if not getattr(args, "eval_every", None):
+        return []
+    import copy
+    from mrcnn import model as modellib
+    from mrcnn.callbacks import CocoEvaluationCallback
+    eval_config = copy.copy(config)
+    eval_config.GPU_COUNT, eval_config.IMAGES_PER_GPU = 1, 1
+    eval_config.DETECTION_MIN_CONFIDENCE = 0
+    inference = modellib.create_model("inference", eval_config, args.logs)
+    return [CocoEvaluationCallback(inference, dataset_val, coco, every_n_epochs=args.eval_every,
+                                   eval_type=args.eval_type, limit=args.limit)]
+
+
 def main(argv=None, config=None):
     """Command line entry point (see the module docstring).
 
@@ -654,7 +680,8 @@ def main(argv=None, config=None):
 
     if args.command == "train":
         train_schedule(model, dataset_train, dataset_val, config, args.epochs_heads,
-                       args.epochs_4plus, args.epochs_all, minutes=args.minutes, start=start)
+                       args.epochs_4plus, args.epochs_all, minutes=args.minutes, start=start,
+                       custom_callbacks=coco_callbacks(args, config, dataset_val, coco))
         summary = {"epochs": model.epoch, "log_dir": model.log_dir,
                    "weights": model_path or "none"}
     else:

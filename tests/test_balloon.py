@@ -5,6 +5,7 @@ argument errors, configuration flags and use of the checkpoint's
 configuration. The VIA format itself is tested in test_via.py."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -334,6 +335,17 @@ def test_splash_video(tmp_path):
     assert balloon.detect_and_color_splash(model, video_path=path, output=target,
                                            verbose=0) == target
     assert len(read_video(target)) == 4
+
+
+def test_splash_video_shows_its_progress(tmp_path, capsys):
+    path = str(tmp_path / "clip.avi")
+    write_video(path, [np.full((H, W, 3), v, np.uint8) for v in (10, 80, 160)])
+    balloon.detect_and_color_splash(FakeModel(), video_path=path,
+                                    output=str(tmp_path / "o.avi"))
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    # Keras' Progbar over the container's 3 frames, then the summary.
+    assert re.search(r"3/3 .*/frame", out), out
+    assert "3 frames" in out and "Saved to" in out
 
 
 def test_splash_input_errors(tmp_path):

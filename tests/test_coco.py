@@ -564,3 +564,29 @@ def test_runs_as_a_script():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "give --dataset" in result.stderr
+
+
+def test_cli_train_eval_every_logs_coco_figures(tmp_path, capsys):
+    """train --eval-every 1: a real (tiny) model; the COCO figures of each
+    epoch reach coco_metrics.csv beside the checkpoints and the output."""
+    from tiny_models import TinyConfig
+
+    config = type("TinyCoco", (TinyConfig,), dict(NAME="coco"))()
+    annotations = write_eval_set(tmp_path)
+    summary = coco.main(["train", "--annotations", annotations, "--val-annotations", annotations,
+                         "--model", "none", "--logs", str(tmp_path / "logs"),
+                         "--epochs-heads", "1", "--epochs-4plus", "1", "--epochs-all", "2",
+                         "--steps-per-epoch", "1", "--validation-steps", "1",
+                         "--eval-every", "1", "--eval-type", "bbox", "--limit", "0"],
+                        config=config)
+    with open(os.path.join(summary["log_dir"], "coco_metrics.csv")) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "epoch,bbox_AP,bbox_AP50,bbox_AP75,images,seconds"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert all(line.split(",")[4] == "2" for line in lines[1:])
+    out = capsys.readouterr().out
+    assert "Epoch 2: COCO bbox_AP = " in out
+    with pytest.raises(SystemExit):
+        coco.main(["train", "--annotations", annotations, "--val-annotations", annotations,
+                   "--model", "none", "--eval-every", "0"], config=config)
+    assert "argument --eval-every: must be a positive integer, got 0" in capsys.readouterr().err

@@ -5,6 +5,7 @@ evaluation against hand-worked AP values, with a stand-in model.
 The datasets here are plain ``utils.Dataset`` objects built from the
 module's functions alone (no sample code)."""
 import json
+import re
 import logging
 import os
 
@@ -210,6 +211,18 @@ def test_evaluate_perfect_detections(eval_set):
         assert stats["AP"] == pytest.approx(1.0) and stats["AP50"] == pytest.approx(1.0)
         assert stats["AR100"] == pytest.approx(1.0)
         assert stats["APl"] == -1                  # no large objects
+
+
+def test_evaluate_shows_a_progress_bar_only_when_verbose(eval_set, capsys):
+    dataset, gt = eval_set
+    model = FakeModel(dataset, {}, batch_size=1)
+    cocoformat.evaluate_coco(model, dataset, gt, eval_type="bbox", verbose=0)
+    assert capsys.readouterr().out == ""
+    cocoformat.evaluate_coco(model, dataset, gt, eval_type="bbox", verbose=1)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # Keras' colours
+    # Keras' Progbar: the count of images and the time per image.
+    assert re.search(r"2/2 .*/image", out), out
+    assert "Prediction time" in out
 
 
 def test_evaluate_missed_and_false_detections(eval_set):

@@ -335,13 +335,16 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks,
 
 def detect_coco_results(model, dataset, image_ids, verbose=1, class_source="coco"):
     """Run ``model.detect`` on the images ``image_ids`` of ``dataset`` in
-    batches of ``model.config.BATCH_SIZE``; returns build_coco_results()
-    dicts for all of them. Raises ValueError when detect() returns another
+    batches of ``model.config.BATCH_SIZE``, with a progress bar (count and
+    time estimate) when ``verbose``; returns build_coco_results() dicts for
+    all of them. Raises ValueError when detect() returns another
     number of results than images."""
+    from mrcnn.progress import progress_bar
     batch = max(1, int(model.config.BATCH_SIZE))
     t_prediction = 0.0
     t_start = time.time()
     results = []
+    bar = progress_bar(len(image_ids), "image", verbose)
     for start in range(0, len(image_ids), batch):
         chunk = list(image_ids[start:start + batch])
         images = [dataset.load_image(image_id) for image_id in chunk]
@@ -355,6 +358,7 @@ def detect_coco_results(model, dataset, image_ids, verbose=1, class_source="coco
             results.extend(build_coco_results(
                 dataset, [dataset.image_info[image_id]["id"]], r["rois"], r["class_ids"],
                 r["scores"], r["masks"], class_source))
+        bar.add(len(chunk))
     if verbose and image_ids:
         print("Prediction time: {:.2f} s. Average {:.3f} s/image".format(
             t_prediction, t_prediction / len(image_ids)))

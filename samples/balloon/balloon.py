@@ -77,6 +77,7 @@ import numpy as np
 from mrcnn import cli, utils
 from mrcnn.data import via
 from mrcnn.config import Config
+from mrcnn.progress import progress_bar
 
 # The checkout's root: samples/balloon/balloon.py -> ../..
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -372,6 +373,10 @@ def _splash_video(model, video_path, output, verbose):
     if not capture.isOpened():
         raise IOError("OpenCV cannot open the video {}".format(video_path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    # The container's frame count, when it has one (the bar then shows a
+    # time estimate; otherwise the count and rate).
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    bar = progress_bar(frames if frames > 0 else None, "frame", verbose)
     writer = None
     count = 0
     try:
@@ -393,8 +398,8 @@ def _splash_video(model, video_path, output, verbose):
             r = model.detect([image], verbose=0)[0]
             writer.write(np.ascontiguousarray(color_splash(image, r["masks"])[:, :, ::-1]))
             count += 1
-            if verbose:
-                print("frame:", count)
+            bar.update(count)
+        bar.update(count, finalize=True)
     finally:
         capture.release()
         if writer is not None:

@@ -79,6 +79,7 @@ import numpy as np
 
 from mrcnn import cli, utils
 from mrcnn.config import Config
+from mrcnn.progress import progress_bar
 
 # The checkout's root: samples/nucleus/nucleus.py -> ../..
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -500,9 +501,11 @@ def detect(model, dataset_dir, subset, results_dir=None, save_images=True):
     dataset.load_nucleus(dataset_dir, subset)
     dataset.prepare()
     submission = []
+    bar = progress_bar(len(dataset.image_ids), "image")
     for image_id in dataset.image_ids:
         image = dataset.load_image(image_id)
         r = model.detect([image], verbose=0)[0]
+        bar.add(1)
         source_id = dataset.image_info[image_id]["id"]
         submission.append(mask_to_rle(source_id, r["masks"], r["scores"]))
         if save_images:
