@@ -56,7 +56,6 @@ import datetime
 import logging
 import numbers
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -67,6 +66,7 @@ from mrcnn.data import check_dataset, check_image
 from mrcnn.modes import MODEL_REGISTRY, create_model  # noqa: F401  (re-exported)
 from mrcnn.modes import register_mode as register_model  # noqa: F401  (the old name)
 from mrcnn.data.pipeline import make_dataset
+from mrcnn.modecheck import check_mode_class as _check_mode_class
 from mrcnn.weights import pretrained
 
 logger = logging.getLogger(__name__)
@@ -93,56 +93,6 @@ def log(text, array=None):
             text += ("min: {:10}  max: {:10}".format("", ""))
         text += "  {}".format(array.dtype)
     print(text)
-
-
-def _check_mode_class(cls):
-    """TypeError naming the first class attribute of a mode that is missing
-    or malformed."""
-    problems = []
-    names = cls.LOSS_NAMES
-    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names \
-            or not all(isinstance(n, str) and n for n in names) \
-            or len(set(names)) != len(names):
-        problems.append("LOSS_NAMES must be a non-empty list of distinct loss layer names, "
-                        "got {!r}".format(names))
-    weights_ = cls.DEFAULT_LOSS_WEIGHTS
-    if not isinstance(weights_, dict) or not all(
-            isinstance(w, numbers.Real) and w >= 0 for w in weights_.values()):
-        problems.append("DEFAULT_LOSS_WEIGHTS must be a dict of non-negative numbers, got "
-                        "{!r}".format(weights_))
-    elif isinstance(names, (list, tuple)) and set(weights_) - set(names):
-        problems.append("DEFAULT_LOSS_WEIGHTS has keys {} that are not in LOSS_NAMES".format(
-            sorted(set(weights_) - set(names))))
-    prefix = cls.CHECKPOINT_PREFIX
-    if not isinstance(prefix, str) or not re.fullmatch(r"[a-z0-9_]+", prefix):
-        problems.append("CHECKPOINT_PREFIX must be lower-case letters, digits and "
-                        "underscores (it starts checkpoint file names), got {!r}".format(prefix))
-    try:
-        re.compile(cls.HEADS_REGEX)
-    except (TypeError, re.error) as e:
-        problems.append("HEADS_REGEX must be a regular expression (the layers "
-                        "train(layers='heads') trains), got {!r}: {}".format(cls.HEADS_REGEX, e))
-    specific = cls.CLASS_SPECIFIC_LAYERS
-    if isinstance(specific, str) or not isinstance(specific, (list, tuple)) \
-            or not all(isinstance(n, str) for n in specific):
-        problems.append("CLASS_SPECIFIC_LAYERS must be a list of layer names, got {!r}".format(
-            specific))
-    if not isinstance(cls.SIZE_DIVISOR, int) or cls.SIZE_DIVISOR < 1:
-        problems.append("SIZE_DIVISOR must be a positive integer, got {!r}".format(
-            cls.SIZE_DIVISOR))
-    defaults = cls.CONFIG_DEFAULTS
-    if not isinstance(defaults, dict):
-        problems.append("CONFIG_DEFAULTS must be a dict of Config attribute -> default, got "
-                        "{!r}".format(defaults))
-    else:
-        from mrcnn.config import Config
-        unknown = sorted(k for k in defaults if not (isinstance(k, str) and k.isupper()
-                                                     and hasattr(Config, k)))
-        if unknown or "MODEL" in defaults or "NAME" in defaults:
-            problems.append("CONFIG_DEFAULTS keys must be Config attributes other than MODEL "
-                            "and NAME; got {}".format(unknown or ["MODEL/NAME"]))
-    if problems:
-        raise TypeError("Model mode {}: {}".format(cls.__qualname__, "; ".join(problems)))
 
 
 class ModelBase(object):
@@ -243,6 +193,19 @@ class ModelBase(object):
         from the inference model's NumPy outputs."""
         raise NotImplementedError(_hook_message(
             self, "postprocess(outputs, index, original_shape, molded_shape, window)"))
+
+    def serving_postprocess(self, outputs, window, molded_hw, original_hw):
+        """postprocess in TensorFlow, for ``export()``: one image's
+        inference outputs (batch axis removed, float32), window [4] int32
+        in the molded image, molded_hw and original_hw [2] int32 -> a dict
+        of ``mrcnn.export.OUTPUT_NAMES`` (boxes [K, 4] int32, class_ids [K]
+        int32, scores [K] float32, masks [K, H, W] uint8, num_detections
+        int32; detections first, then zero slots). Optional: a mode without
+        it cannot be exported."""
+        raise NotImplementedError(
+            "{} cannot be exported yet: it does not implement serving_postprocess(outputs, "
+            "window, molded_hw, original_hw) (see mrcnn.modelbase and mrcnn.serving)".format(
+                type(self).__name__))
 
     @property
     def mode_name(self):
@@ -558,6 +521,13 @@ class ModelBase(object):
             self._predict_fn = tf.function(predict, input_signature=specs)
         inputs = self.inference_inputs(molded_images, image_metas)
         return [o.numpy() for o in self._predict_fn(*inputs)]
+
+    def export(self, path, format="saved_model"):
+        """Write this inference model as a SavedModel whose signature takes
+        uint8 images of any size and does molding, the network, detection
+        and un-molding in its graph (see ``mrcnn.export``). Returns path."""
+        from mrcnn import export
+        return export.export(self, path, format)
 
     def detect(self, images, verbose=0):
         """Runs the detection pipeline.

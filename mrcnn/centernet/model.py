@@ -370,6 +370,12 @@ class CenterNet(ModelBase):
     def inference_inputs(self, molded_images, image_metas):
         return [np.asarray(molded_images, np.float32), np.asarray(image_metas, np.float32)]
 
+    def serving_postprocess(self, outputs, window, molded_hw, original_hw):
+        """postprocess in TensorFlow (export): the shared ROI un-molding,
+        ``serving.unmold_roi_graph``."""
+        from mrcnn import serving
+        return serving.unmold_roi_graph(outputs[0], outputs[1], window, molded_hw, original_hw)
+
     def postprocess(self, outputs, index, original_shape, molded_shape, window):
         detections, masks = outputs[0][index], outputs[1][index]
         return transform.unmold_roi_detections(detections, masks, original_shape,

@@ -337,6 +337,12 @@ class MaskRCNN(ModelBase):
         return [np.asarray(molded_images, np.float32), np.asarray(image_metas, np.float32),
                 anchors]
 
+    def serving_postprocess(self, outputs, window, molded_hw, original_hw):
+        """postprocess in TensorFlow (export): the shared ROI un-molding,
+        ``serving.unmold_roi_graph``."""
+        from mrcnn import serving
+        return serving.unmold_roi_graph(outputs[0], outputs[3], window, molded_hw, original_hw)
+
     def postprocess(self, outputs, index, original_shape, molded_shape, window):
         detections, _, _, mrcnn_mask = outputs[:4]
         return self.unmold_detections(detections[index], mrcnn_mask[index],

@@ -1,0 +1,150 @@
+"""mrcnn.export: a SavedModel that does detect()'s whole pipeline in its
+graph. It loads in a process that cannot import mrcnn, and its detections
+equal detect()'s on images that need upscaling, downscaling and padding;
+the command line and its errors."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mrcnn import model as modellib
+from tiny_models import TinyInferenceConfig
+
+LOADER = textwrap.dedent("""
+    import sys
+    sys.modules["mrcnn"] = None          # the package must not be needed
+    import numpy as np
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    serve = loaded.signatures["serving_default"]
+    data = np.load(sys.argv[2])
+    out = {}
+    for key in sorted(data.files):
+        result = serve(images=tf.constant(data[key]))
+        for name, value in result.items():
+            out[key + "/" + name] = value.numpy()
+    np.savez(sys.argv[3], **out)
+""")
+
+
+class TinyCenterNet(TinyInferenceConfig):
+    MODEL = "centernet"
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    CENTERNET_HEAD_CHANNELS = 8
+    CENTERNET_GROUPS = 4
+    CENTERNET_TOWER_CONVS = 1
+
+
+def _model(arch, tmp_path):
+    config = TinyInferenceConfig() if arch == "mask_rcnn" else TinyCenterNet()
+    model = modellib.create_model("inference", config, str(tmp_path))
+    if arch == "mask_rcnn":
+        # Random heads call most proposals background: favour class 2 so
+        # there are detections to compare.
+        layer = model.keras_model.get_layer("mrcnn_class_logits")
+        kernel, _ = layer.get_weights()
+        layer.set_weights([kernel * 0.1, np.array([0.0, 0.5, 3.0, 0.5], np.float32)])
+    return model
+
+
+def _images():
+    rng = np.random.default_rng(7)
+    return {"square": rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8),
+            "wide": rng.integers(0, 256, (1, 50, 90, 3), dtype=np.uint8),     # downscaled
+            "small": rng.integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)}    # upscaled, padded
+
+
+def _run_without_mrcnn(path, images, tmp_path):
+    data, out = str(tmp_path / "images.npz"), str(tmp_path / "out.npz")
+    np.savez(data, **images)
+    script = tmp_path / "load.py"
+    script.write_text(LOADER)
+    proc = subprocess.run([sys.executable, str(script), path, data, out], capture_output=True,
+                          text=True, cwd=str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(out))
+
+
+@pytest.mark.parametrize("arch", ["mask_rcnn", "centernet"])
+def test_exported_model_equals_detect_without_the_package(arch, tmp_path):
+    model = _model(arch, tmp_path)
+    path = model.export(str(tmp_path / "exported"))
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    images = _images()
+    out = _run_without_mrcnn(path, images, tmp_path)
+    k = model.config.DETECTION_MAX_INSTANCES
+    compared = 0
+    for key, batch in images.items():
+        n, h, w = batch.shape[:3]
+        assert out[key + "/boxes"].shape == (n, k, 4)
+        assert out[key + "/masks"].shape == (n, k, h, w)
+        assert out[key + "/masks"].dtype == np.uint8
+        for i, expected in enumerate(model.detect(list(batch))):
+            count = int(out[key + "/num_detections"][i])
+            assert count == len(expected["class_ids"]), key
+            np.testing.assert_array_equal(out[key + "/class_ids"][i, :count],
+                                          expected["class_ids"])
+            assert np.abs(out[key + "/boxes"][i, :count] - expected["rois"]).max(initial=0) <= 1
+            np.testing.assert_allclose(out[key + "/scores"][i, :count], expected["scores"],
+                                       atol=1e-4)
+            masks = out[key + "/masks"][i, :count].astype(bool)
+            truth = np.moveaxis(expected["masks"], -1, 0)
+            for got, want in zip(masks, truth):
+                union = np.logical_or(got, want).sum()
+                assert union == 0 or np.logical_and(got, want).sum() / union >= 0.99
+            assert not out[key + "/masks"][i, count:].any()
+            compared += count
+    assert compared > 0, "no detections were compared"
+
+
+def test_export_command_line(tmp_path, capsys):
+    from mrcnn import export
+    model = _model("centernet", tmp_path)
+    weights = str(tmp_path / "run" / "centernet_tiny_0001.h5")
+    os.makedirs(os.path.dirname(weights))
+    model.keras_model.save_weights(weights.replace(".h5", ".weights.h5"))
+    os.replace(weights.replace(".h5", ".weights.h5"), weights)
+    model.config.to_json(str(tmp_path / "run" / "config.json"))
+    out = str(tmp_path / "served")
+    assert export.main(["--weights", weights, "--out", out]) == out
+    assert "Exported" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(out, "saved_model.pb"))
+    # Again over the same folder: replaced, not refused.
+    export.main(["--weights", weights, "--out", out])
+    # Errors name what is wrong and change nothing.
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        export.main(["--weights", weights, "--out", str(precious)])
+    assert "is not a SavedModel" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
+    with pytest.raises(SystemExit):
+        export.main(["--weights", str(tmp_path / "missing.h5"), "--out", out])
+    assert "--weights: file not found" in capsys.readouterr().err
+    alone = tmp_path / "alone.h5"
+    alone.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        export.main(["--weights", str(alone), "--out", out])
+    assert "pass --config C.json" in capsys.readouterr().err
+
+
+def test_unsupported_models_are_refused_with_the_reason(tmp_path):
+    config = TinyInferenceConfig()
+    config.IMAGE_RESIZE_MODE = "pad64"
+    model = modellib.create_model("inference", config, str(tmp_path))
+    with pytest.raises(ValueError, match="export needs IMAGE_RESIZE_MODE 'square'"):
+        model.export(str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="export format must be one of saved_model"):
+        _model("mask_rcnn", tmp_path).export(str(tmp_path / "x"), format="onnx")
+    yolact = TinyInferenceConfig()
+    yolact.MODEL = "yolact"
+    yolact.IMAGE_MIN_DIM = yolact.IMAGE_MAX_DIM = 80
+    yolact.YOLACT_NUM_PROTOTYPES, yolact.YOLACT_HEAD_CHANNELS = 4, 8
+    with pytest.raises(NotImplementedError, match="Yolact cannot be exported yet"):
+        modellib.create_model("inference", yolact, str(tmp_path)).export(str(tmp_path / "y"))
+    assert not os.path.exists(tmp_path / "y") and not os.path.exists(tmp_path / "x")
