@@ -228,3 +228,51 @@ def unmold_roi_graph(detections, roi_masks, window, molded_hw, original_hw):
             "class_ids": padded(tf.gather(class_ids, kept)),
             "scores": padded(tf.gather(tf.cast(detections[:, 5], tf.float32), kept)),
             "masks": padded(pasted), "num_detections": num}
+
+
+def unmold_full_masks_graph(detections, masks, window, molded_hw, original_hw):
+    """One image's detections with masks over the whole molded image
+    (YOLACT) -> the exported model's outputs, as ``Yolact.unmold_detections``.
+
+    detections: [D, (y1, x1, y2, x2, class_id, score)], boxes relative to
+        the molded image's height and width, rows with class 0 unused;
+        masks [mh, mw, D] probabilities over the molded image.
+    The masks are upsampled bilinearly to the molded size (OpenCV's
+    INTER_LINEAR, as ``tf.image.resize``), cut to the window, resized to
+    the original size and thresholded at 0.5. Returns the dict of
+    ``unmold_roi_graph``.
+    """
+    count = tf.shape(detections)[0]
+    class_ids = tf.cast(detections[:, 4], tf.int32)
+    hw = tf.cast(molded_hw, tf.float64)
+    pixels = tf.cast(detections[:, :4], tf.float64) * tf.stack([hw[0], hw[1]] * 2)
+    relative = tf.cast((pixels - tf.constant([0, 0, 1, 1], tf.float64))
+                       / tf.stack([hw[0] - 1, hw[1] - 1] * 2), tf.float32)
+    boxes = unmold_boxes_graph(relative, window, molded_hw, original_hw)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = tf.where((class_ids > 0) & (area > 0))[:, 0]
+    num = tf.shape(kept)[0]
+    chosen = tf.gather(tf.cast(masks, tf.float32), kept, axis=2)            # [mh, mw, k]
+
+    def paste():
+        up = tf.image.resize(chosen[None], molded_hw, method="bilinear")[0]
+        y1, x1 = window[0], window[1]
+        y2, x2 = tf.maximum(window[2], y1 + 1), tf.maximum(window[3], x1 + 1)
+        up = up[y1:y2, x1:x2]
+        same = tf.reduce_all(tf.equal(tf.shape(up)[:2], original_hw))
+        up = tf.cond(same, lambda: up,
+                     lambda: tf.image.resize(up[None], original_hw, method="bilinear")[0])
+        return tf.transpose(tf.cast(up > 0.5, tf.uint8), [2, 0, 1])           # [k, H, W]
+
+    # Resizing cannot take an image without channels: no detections, no masks.
+    pasted = tf.cond(num > 0, paste,
+                     lambda: tf.zeros(tf.concat([[0], original_hw], axis=0), tf.uint8))
+    pad = count - num
+
+    def padded(x):
+        return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
+
+    return {"boxes": padded(tf.gather(boxes, kept)),
+            "class_ids": padded(tf.gather(class_ids, kept)),
+            "scores": padded(tf.gather(tf.cast(detections[:, 5], tf.float32), kept)),
+            "masks": padded(pasted), "num_detections": num}

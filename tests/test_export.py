@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mrcnn import model as modellib
+import boxes_mode  # noqa: F401  (registers boxes_only, a mode without export)
 from tiny_models import TinyInferenceConfig
 
 LOADER = textwrap.dedent("""
@@ -39,8 +40,15 @@ class TinyCenterNet(TinyInferenceConfig):
     CENTERNET_TOWER_CONVS = 1
 
 
+class TinyYolact(TinyInferenceConfig):
+    MODEL = "yolact"
+    YOLACT_NUM_PROTOTYPES = 4
+    YOLACT_HEAD_CHANNELS = 8
+
+
 def _model(arch, tmp_path):
-    config = TinyInferenceConfig() if arch == "mask_rcnn" else TinyCenterNet()
+    config = {"mask_rcnn": TinyInferenceConfig, "centernet": TinyCenterNet,
+              "yolact": TinyYolact}[arch]()
     model = modellib.create_model("inference", config, str(tmp_path))
     if arch == "mask_rcnn":
         # Random heads call most proposals background: favour class 2 so
@@ -69,7 +77,7 @@ def _run_without_mrcnn(path, images, tmp_path):
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("arch", ["mask_rcnn", "centernet"])
+@pytest.mark.parametrize("arch", ["mask_rcnn", "centernet", "yolact"])
 def test_exported_model_equals_detect_without_the_package(arch, tmp_path):
     model = _model(arch, tmp_path)
     path = model.export(str(tmp_path / "exported"))
@@ -133,6 +141,11 @@ def test_export_command_line(tmp_path, capsys):
     assert "pass --config C.json" in capsys.readouterr().err
 
 
+class BoxesTiny(TinyInferenceConfig):
+    MODEL = "boxes_only"
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 96
+
+
 def test_unsupported_models_are_refused_with_the_reason(tmp_path):
     config = TinyInferenceConfig()
     config.IMAGE_RESIZE_MODE = "pad64"
@@ -141,10 +154,7 @@ def test_unsupported_models_are_refused_with_the_reason(tmp_path):
         model.export(str(tmp_path / "x"))
     with pytest.raises(ValueError, match="export format must be one of saved_model"):
         _model("mask_rcnn", tmp_path).export(str(tmp_path / "x"), format="onnx")
-    yolact = TinyInferenceConfig()
-    yolact.MODEL = "yolact"
-    yolact.IMAGE_MIN_DIM = yolact.IMAGE_MAX_DIM = 80
-    yolact.YOLACT_NUM_PROTOTYPES, yolact.YOLACT_HEAD_CHANNELS = 4, 8
-    with pytest.raises(NotImplementedError, match="Yolact cannot be exported yet"):
-        modellib.create_model("inference", yolact, str(tmp_path)).export(str(tmp_path / "y"))
+    with pytest.raises(NotImplementedError, match="BoxesOnly cannot be exported yet"):
+        modellib.create_model("inference", BoxesTiny(), str(tmp_path)).export(
+            str(tmp_path / "y"))
     assert not os.path.exists(tmp_path / "y") and not os.path.exists(tmp_path / "x")

@@ -292,6 +292,12 @@ class Yolact(ModelBase):
         priors = np.broadcast_to(priors, (len(molded_images),) + priors.shape)
         return [molded_images, priors]
 
+    def serving_postprocess(self, outputs, window, molded_hw, original_hw):
+        """postprocess in TensorFlow (export): ``serving.unmold_full_masks_graph``."""
+        from mrcnn import serving
+        return serving.unmold_full_masks_graph(outputs[0], outputs[1], window, molded_hw,
+                                               original_hw)
+
     def postprocess(self, outputs, index, original_shape, molded_shape, window):
         detections, masks = outputs[0][index], outputs[1][index]
         return self.unmold_detections(detections, masks, original_shape, molded_shape,
