@@ -106,6 +106,23 @@ def mean_average_precision(model, dataset, image_ids=None, iou_threshold=0.5,
     return scores
 
 
+def _evaluation_images(callback, inference_model, dataset, every_n_epochs, limit, image_ids):
+    """The image ids an evaluation callback uses, after checking its
+    arguments (errors name the callback class)."""
+    name = type(callback).__name__
+    if getattr(inference_model, "mode", "inference") != "inference":
+        raise ValueError("{} needs an inference-mode model, got one in {!r} mode".format(
+            name, inference_model.mode))
+    if int(every_n_epochs) < 1:
+        raise ValueError("every_n_epochs must be >= 1, got {}".format(every_n_epochs))
+    ids = list(dataset.image_ids if image_ids is None else image_ids)
+    ids = ids[:limit] if limit else ids
+    if not ids:
+        raise ValueError("{} has no images to evaluate: the dataset (or image_ids) is "
+                         "empty".format(name))
+    return ids
+
+
 class MeanAveragePrecisionCallback(keras.callbacks.Callback):
     """Every ``every_n_epochs`` epochs, copy the training weights into
     ``inference_model`` and compute mAP@``iou_threshold`` on ``dataset``
@@ -133,19 +150,11 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
     def __init__(self, inference_model, dataset, every_n_epochs=1, limit=None,
                  image_ids=None, iou_threshold=0.5, log_name="val_mAP", verbose=1):
         super().__init__()
-        if getattr(inference_model, "mode", "inference") != "inference":
-            raise ValueError("MeanAveragePrecisionCallback needs an inference-mode model, "
-                             "got one in {!r} mode".format(inference_model.mode))
-        if int(every_n_epochs) < 1:
-            raise ValueError("every_n_epochs must be >= 1, got {}".format(every_n_epochs))
+        self.image_ids = _evaluation_images(self, inference_model, dataset, every_n_epochs,
+                                            limit, image_ids)
         self.inference_model = inference_model
         self.dataset = dataset
         self.every_n_epochs = int(every_n_epochs)
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        self.image_ids = ids[:limit] if limit else ids
-        if not self.image_ids:
-            raise ValueError("MeanAveragePrecisionCallback has no images to evaluate: "
-                             "the dataset (or image_ids) is empty")
         self.iou_threshold = float(iou_threshold)
         self.log_name = log_name
         self.verbose = verbose
@@ -214,11 +223,8 @@ class CocoEvaluationCallback(keras.callbacks.Callback):
                  verbose=1):
         super().__init__()
         from mrcnn.data.cocoformat import _eval_types
-        if getattr(inference_model, "mode", "inference") != "inference":
-            raise ValueError("CocoEvaluationCallback needs an inference-mode model, got one "
-                             "in {!r} mode".format(inference_model.mode))
-        if int(every_n_epochs) < 1:
-            raise ValueError("every_n_epochs must be >= 1, got {}".format(every_n_epochs))
+        self.image_ids = _evaluation_images(self, inference_model, dataset, every_n_epochs,
+                                            limit, image_ids)
         if coco is None or not hasattr(coco, "loadRes"):
             raise TypeError("CocoEvaluationCallback needs the pycocotools COCO ground truth of "
                             "the dataset (load_coco(..., return_coco=True)), got {!r}".format(
@@ -228,11 +234,6 @@ class CocoEvaluationCallback(keras.callbacks.Callback):
         self.dataset = dataset
         self.coco = coco
         self.every_n_epochs = int(every_n_epochs)
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        self.image_ids = ids[:limit] if limit else ids
-        if not self.image_ids:
-            raise ValueError("CocoEvaluationCallback has no images to evaluate: the dataset "
-                             "(or image_ids) is empty")
         self.class_source = class_source
         self.csv_path = csv_path
         self.log_dir = None

@@ -195,6 +195,22 @@ def paste_masks_graph(masks, boxes, original_hw, threshold=0.5):
                      fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
 
 
+def _slots(detections, boxes, class_ids, kept, masks):
+    """The exported outputs of one image: the ``kept`` detections (indices
+    into detections [D, 6], boxes [D, 4], class_ids [D]; masks [k, H, W]
+    already of the kept ones) first, then zero rows up to D."""
+    num = tf.shape(kept)[0]
+    pad = tf.shape(detections)[0] - num
+
+    def padded(x):
+        return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
+
+    return {"boxes": padded(tf.gather(boxes, kept)),
+            "class_ids": padded(tf.gather(class_ids, kept)),
+            "scores": padded(tf.gather(tf.cast(detections[:, 5], tf.float32), kept)),
+            "masks": padded(masks), "num_detections": num}
+
+
 def unmold_roi_graph(detections, roi_masks, window, molded_hw, original_hw):
     """One image's ROI detections -> the exported model's outputs, as
     ``transform.unmold_roi_detections`` with fixed slots.
@@ -207,27 +223,17 @@ def unmold_roi_graph(detections, roi_masks, window, molded_hw, original_hw):
     then zero rows) and num_detections (int32 scalar): detections whose
     box has no area in the original image are dropped, as detect() does.
     """
-    count = tf.shape(detections)[0]
     class_ids = tf.cast(detections[:, 4], tf.int32)
     # Detections end at the first class id 0.
     ended = tf.cumsum(tf.cast(class_ids == 0, tf.int32)) > 0
     boxes = unmold_boxes_graph(detections[:, :4], window, molded_hw, original_hw)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     kept = tf.where(~ended & (area > 0))[:, 0]
-    num = tf.shape(kept)[0]
     # Each kept detection's mask of its own class: [k, m, m].
     masks = tf.gather(tf.transpose(tf.cast(roi_masks, tf.float32), [0, 3, 1, 2]), kept)
     masks = tf.gather(masks, tf.gather(class_ids, kept), batch_dims=1)
     pasted = paste_masks_graph(masks, tf.gather(boxes, kept), original_hw)
-    pad = count - num
-
-    def padded(x):
-        return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
-
-    return {"boxes": padded(tf.gather(boxes, kept)),
-            "class_ids": padded(tf.gather(class_ids, kept)),
-            "scores": padded(tf.gather(tf.cast(detections[:, 5], tf.float32), kept)),
-            "masks": padded(pasted), "num_detections": num}
+    return _slots(detections, boxes, class_ids, kept, pasted)
 
 
 def unmold_full_masks_graph(detections, masks, window, molded_hw, original_hw):
@@ -242,7 +248,6 @@ def unmold_full_masks_graph(detections, masks, window, molded_hw, original_hw):
     the original size and thresholded at 0.5. Returns the dict of
     ``unmold_roi_graph``.
     """
-    count = tf.shape(detections)[0]
     class_ids = tf.cast(detections[:, 4], tf.int32)
     hw = tf.cast(molded_hw, tf.float64)
     pixels = tf.cast(detections[:, :4], tf.float64) * tf.stack([hw[0], hw[1]] * 2)
@@ -267,12 +272,4 @@ def unmold_full_masks_graph(detections, masks, window, molded_hw, original_hw):
     # Resizing cannot take an image without channels: no detections, no masks.
     pasted = tf.cond(num > 0, paste,
                      lambda: tf.zeros(tf.concat([[0], original_hw], axis=0), tf.uint8))
-    pad = count - num
-
-    def padded(x):
-        return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
-
-    return {"boxes": padded(tf.gather(boxes, kept)),
-            "class_ids": padded(tf.gather(class_ids, kept)),
-            "scores": padded(tf.gather(tf.cast(detections[:, 5], tf.float32), kept)),
-            "masks": padded(pasted), "num_detections": num}
+    return _slots(detections, boxes, class_ids, kept, pasted)
