@@ -158,38 +158,50 @@ def unmold_boxes_graph(boxes, window, molded_hw, original_hw):
 
 
 def _paste_axis(size, start, end, mask_size):
-    """Row (or column) taps of one box along an axis of the output image:
-    (i0, w0, i1, w1, inside) for every output pixel, ``inside`` false
-    outside the box (those pixels stay empty)."""
+    """One box along one axis of the output image: (first, last) output
+    pixels of the box inside the image (equal when it has none there) and
+    the taps of those pixels into the mask (i0, w0, i1, w1), as
+    ``imaging.paste_mask`` resizes the mask to the whole box and keeps
+    the part inside the image."""
     extent = tf.maximum(end - start, 1)
-    local = tf.range(size) - start
+    first = tf.clip_by_value(start, 0, size)
+    last = tf.clip_by_value(end, first, size)
+    empty = end <= start
+    first = tf.where(empty, 0, first)
+    last = tf.where(empty, 0, last)
     i0, w0, i1, w1 = linear_taps_graph(mask_size, extent)
-    inside = (local >= 0) & (local < end - start)
-    local = tf.clip_by_value(local, 0, extent - 1)
-    return (tf.gather(i0, local), tf.gather(w0, local), tf.gather(i1, local),
-            tf.gather(w1, local), inside)
+    local = tf.range(first, last) - start
+    return (first, last, tf.gather(i0, local), tf.gather(w0, local), tf.gather(i1, local),
+            tf.gather(w1, local))
 
 
 def paste_masks_graph(masks, boxes, original_hw, threshold=0.5):
     """``transform.paste_masks``: masks [K, m, m] float (each covering its
     box), boxes [K, 4] int32 pixels of the original image -> [K, H, W]
     uint8 (0/1): each mask resized to its box as ``imaging.resize``
-    (rows, then columns) and thresholded; boxes without area give empty
-    masks."""
+    (rows, then columns), thresholded, and the part inside the image
+    placed there; boxes without area give empty masks. Only the box's
+    pixels are computed."""
     height, width = original_hw[0], original_hw[1]
     mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
 
     def one(args):
         mask, box = args
-        y1, x1, y2, x2 = box[0], box[1], box[2], box[3]
-        i0, w0, i1, w1, rows_in = _paste_axis(height, y1, y2, mask_h)
-        j0, v0, j1, v1, cols_in = _paste_axis(width, x1, x2, mask_w)
+        top, bottom, i0, w0, i1, w1 = _paste_axis(height, box[0], box[2], mask_h)
+        left, right, j0, v0, j1, v1 = _paste_axis(width, box[1], box[3], mask_w)
         rows = (tf.gather(mask, i0) * tf.cast(w0, tf.float32)[:, None]
                 + tf.gather(mask, i1) * tf.cast(w1, tf.float32)[:, None])
-        full = (tf.gather(rows, j0, axis=1) * tf.cast(v0, tf.float32)[None]
+        part = (tf.gather(rows, j0, axis=1) * tf.cast(v0, tf.float32)[None]
                 + tf.gather(rows, j1, axis=1) * tf.cast(v1, tf.float32)[None])
-        keep = rows_in[:, None] & cols_in[None, :] & (y2 > y1) & (x2 > x1)
-        return tf.cast(keep & (full >= threshold), tf.uint8)
+        part = tf.cast(part >= threshold, tf.uint8)
+        # A box with no pixels in the image along one axis has none at all.
+        part = tf.cond((bottom > top) & (right > left), lambda: part,
+                       lambda: tf.zeros([0, 0], tf.uint8))
+        rows_pad = tf.where((bottom > top) & (right > left), tf.stack([top, height - bottom]),
+                            tf.stack([0, height]))
+        cols_pad = tf.where((bottom > top) & (right > left), tf.stack([left, width - right]),
+                            tf.stack([0, width]))
+        return tf.pad(part, tf.stack([rows_pad, cols_pad]))
 
     return tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
                      fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
