@@ -203,8 +203,13 @@ def paste_masks_graph(masks, boxes, original_hw, threshold=0.5):
                             tf.stack([0, width]))
         return tf.pad(part, tf.stack([rows_pad, cols_pad]))
 
-    return tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
-                     fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+    def pasted():
+        return tf.map_fn(one, (tf.cast(masks, tf.float32), tf.cast(boxes, tf.int32)),
+                         fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
+
+    # map_fn cannot stack an empty list of unknown shape: no boxes, no masks.
+    return tf.cond(tf.shape(masks)[0] > 0, pasted,
+                   lambda: tf.zeros(tf.stack([0, height, width]), tf.uint8))
 
 
 def _slots(detections, boxes, class_ids, kept, masks):

@@ -73,6 +73,12 @@ def test_paste_masks():
     np.testing.assert_array_equal(got.numpy(), np.moveaxis(expected, -1, 0).astype(np.uint8))
 
 
+def test_paste_no_masks():
+    got = serving.paste_masks_graph(tf.zeros([0, 28, 28]), tf.zeros([0, 4], tf.int32),
+                                    tf.constant([60, 100]))
+    assert got.shape == (0, 60, 100)
+
+
 def test_unmold_roi_detections_in_fixed_slots():
     rng = np.random.default_rng(3)
     detections = np.zeros((8, 6), np.float32)
