@@ -187,7 +187,21 @@ def main(argv=None):
     except (ConfigError, OSError, ValueError) as e:
         parser.exit(2, "{}: error: {}: {}\n".format(parser.prog, config_path, e))
     model = modellib.create_model("inference", config, os.path.dirname(args.out) or ".")
-    model.load_weights(args.weights, by_name=True)
+    try:
+        # Weights of another mode or configuration fail here, naming the
+        # layers or modes, before anything is written.
+        report = model.load_weights(args.weights, by_name=True)
+    except (ValueError, OSError) as e:
+        parser.exit(2, "{}: error: {} does not fit the configuration {}: {}\n".format(
+            parser.prog, args.weights, config_path, e))
+    if report.missing:
+        # An exported model must not carry untrained layers.
+        parser.exit(2, "{}: error: {} does not fit the configuration {}: it has no weights "
+                       "for {} layer(s) of that model ({}); pass the --config the weights "
+                       "were trained with\n".format(
+                           parser.prog, args.weights, config_path, len(report.missing),
+                           ", ".join(report.missing[:5])
+                           + (", ..." if len(report.missing) > 5 else "")))
     try:
         path = export(model, args.out, args.format)
     except (ValueError, FileExistsError) as e:

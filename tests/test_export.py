@@ -142,6 +142,25 @@ def test_export_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export.main(["--weights", str(tmp_path / "missing.h5"), "--out", out])
     assert "--weights: file not found" in capsys.readouterr().err
+    # Weights of another configuration: named, nothing written. A plain
+    # Keras weights file lacks the model's layers...
+    other = tmp_path / "other.json"
+    TinyInferenceConfig().to_json(str(other))
+    with pytest.raises(SystemExit):
+        export.main(["--weights", weights, "--config", str(other),
+                     "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert "does not fit the configuration" in err and "has no weights for" in err, err
+    assert "pass the --config the weights were trained with" in err
+    # ...and a checkpoint of ours names its mode.
+    checkpoint = str(tmp_path / "run" / "centernet_tiny_0002.h5")
+    model.save_weights(checkpoint)
+    with pytest.raises(SystemExit):
+        export.main(["--weights", checkpoint, "--config", str(other),
+                     "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert "does not fit the configuration" in err and "'centernet'" in err, err
+    assert "Traceback" not in err and not os.path.exists(tmp_path / "never")
     alone = tmp_path / "alone.h5"
     alone.write_bytes(b"")
     with pytest.raises(SystemExit):
