@@ -123,6 +123,14 @@ def _evaluation_images(callback, inference_model, dataset, every_n_epochs, limit
     return ids
 
 
+def _chief(model):
+    """False on the workers of a multi-worker job other than the chief: the
+    chief alone evaluates (the weights are the same on every worker) and
+    writes the results."""
+    from mrcnn.training.strategy import is_chief
+    return is_chief(model.distribute_strategy)
+
+
 class MeanAveragePrecisionCallback(keras.callbacks.Callback):
     """Every ``every_n_epochs`` epochs, copy the training weights into
     ``inference_model`` and compute mAP@``iou_threshold`` on ``dataset``
@@ -144,7 +152,8 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
                     layers="heads", custom_callbacks=[map_cb])
 
     The inference model must be built from the same configuration (same
-    backbone, classes and head sizes); its batch size may differ.
+    backbone, classes and head sizes); its batch size may differ. In a
+    multi-worker job the chief alone evaluates.
     """
 
     def __init__(self, inference_model, dataset, every_n_epochs=1, limit=None,
@@ -161,7 +170,7 @@ class MeanAveragePrecisionCallback(keras.callbacks.Callback):
         self.history = []
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
+        if (epoch + 1) % self.every_n_epochs or not _chief(self.model):
             return
         start = time.time()
         copy_weights(self.model, self.inference_model.keras_model)
@@ -204,7 +213,7 @@ class CocoEvaluationCallback(keras.callbacks.Callback):
     in the progress bar and the History, and TensorBoard records them as
     ``epoch_bbox_AP`` ... under ``validation``. ``self.history`` keeps
     ``(epoch, {name: value})`` pairs with 1-based epochs, as checkpoints are
-    numbered.
+    numbered. In a multi-worker job the chief alone evaluates and writes.
 
     Usage::
 
@@ -252,7 +261,7 @@ class CocoEvaluationCallback(keras.callbacks.Callback):
         return ["val_{}_{}".format(t, m) for t in self.types for m in self.METRICS]
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
+        if (epoch + 1) % self.every_n_epochs or not _chief(self.model):
             return
         from mrcnn.data.cocoformat import coco_stats, evaluate_coco
         start = time.time()

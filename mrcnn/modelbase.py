@@ -234,7 +234,7 @@ class ModelBase(object):
         self.epoch = 0
         self._predict_fn = None
         self.set_log_dir()
-        self.strategy = trainlib.distribution_strategy(config)
+        self.strategy = trainlib.distribution_strategy(config, mode)
         import keras
         previous_policy = keras.config.dtype_policy()
         # MIXED_PRECISION decides, whatever the global policy is (the
@@ -363,13 +363,16 @@ class ModelBase(object):
                                      jit_compile=False)
 
     def training_dataset(self, dataset, augmentation=None, no_augmentation_sources=None,
-                         shuffle=True, seed=None):
-        """The tf.data pipeline of training batches for ``dataset``."""
+                         shuffle=True, seed=None, batch_size=None, shard=None):
+        """The tf.data pipeline of training batches (BATCH_SIZE images, or
+        ``batch_size``) for ``dataset``, or for a ``shard`` of it (see
+        ``make_dataset``)."""
         return make_dataset(
             dataset, lambda image_id, aug: self.training_sample(dataset, image_id, aug),
-            self.training_signature(), self.config.BATCH_SIZE, shuffle=shuffle,
+            self.training_signature(), batch_size or self.config.BATCH_SIZE, shuffle=shuffle,
             augmentation=augmentation, no_augmentation_sources=no_augmentation_sources,
-            constants=self.training_constants(self.config.IMAGE_SHAPE), seed=seed)
+            constants=self.training_constants(self.config.IMAGE_SHAPE), seed=seed,
+            shard=shard)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
@@ -406,34 +409,38 @@ class ModelBase(object):
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'; this one "
                              "is in {!r} mode".format(self.mode))
-        import keras
         # Dataset/config mismatches fail here, naming the value to change,
         # rather than deep inside the input pipeline.
         check_dataset(train_dataset, self.config, "train_dataset")
         if val_dataset is not None:
             check_dataset(val_dataset, self.config, "val_dataset", reference=train_dataset)
         layers = self.layer_presets().get(layers, layers)
-        train_data = self.training_dataset(train_dataset, augmentation,
-                                           no_augmentation_sources)
-        val_data = None if val_dataset is None else self.training_dataset(val_dataset,
-                                                                          shuffle=True)
+        multi_worker = trainlib.is_multi_worker(self.strategy)
+        chief = trainlib.is_chief(self.strategy)
+        if multi_worker:  # each worker builds its shard's pipeline
+            def train_data(batch, shard):
+                return self.training_dataset(train_dataset, augmentation,
+                                             no_augmentation_sources, batch_size=batch,
+                                             shard=shard)
 
-        os.makedirs(self.log_dir, exist_ok=True)
-        trainlib.remove_partial_checkpoints(self.log_dir, self.CHECKPOINT_PREFIX,
-                                            self.config.NAME)
-        self.config.to_json(os.path.join(self.log_dir, "config.json"))
-        # Custom callbacks run first so that values they add to the epoch
-        # logs (val_mAP, val_bbox_AP, ...) reach TensorBoard, the progress bar
-        # and the History; those with set_log_dir learn the run's folder.
-        for callback in custom_callbacks or []:
-            getattr(callback, "set_log_dir", lambda _: None)(self.log_dir)
-        callbacks = list(custom_callbacks or []) + [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
-                                        write_graph=False),
-            trainlib.StopOnNonFiniteLoss(),
-            trainlib.CheckpointCallback(self.checkpoint_path, self.save_weights),
-        ]
+            def val_data(batch, shard):
+                return self.training_dataset(val_dataset, batch_size=batch, shard=shard)
+        else:
+            train_data = self.training_dataset(train_dataset, augmentation,
+                                               no_augmentation_sources)
+            val_data = None if val_dataset is None else self.training_dataset(val_dataset)
+        if val_dataset is None:
+            val_data = None
 
+        if chief:  # other workers of a multi-worker job write nothing
+            os.makedirs(self.log_dir, exist_ok=True)
+            trainlib.remove_partial_checkpoints(self.log_dir, self.CHECKPOINT_PREFIX,
+                                                self.config.NAME)
+            self.config.to_json(os.path.join(self.log_dir, "config.json"))
+        callbacks = trainlib.training_callbacks(custom_callbacks, self.log_dir,
+                                                self.checkpoint_path, self.save_weights, chief)
+        if multi_worker:  # every worker starts from the chief's weights and epoch
+            self.epoch = trainlib.sync_from_chief(self.strategy, self.keras_model, self.epoch)
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
         self.set_trainable(layers)
@@ -442,17 +449,19 @@ class ModelBase(object):
         # where a run that never stopped would be.
         self.keras_model.optimizer.iterations.assign(self.epoch * self.config.STEPS_PER_EPOCH)
 
-        history = self.keras_model.fit(
-            train_data,
-            initial_epoch=self.epoch,
-            epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH,
-            callbacks=callbacks,
-            validation_data=val_data,
-            validation_steps=self.config.VALIDATION_STEPS if val_data is not None else None,
-            shuffle=False,  # the pipeline shuffles
-            verbose=verbose,
-        )
+        validation_steps = self.config.VALIDATION_STEPS if val_data is not None else None
+        if multi_worker:
+            history = trainlib.fit_multi_worker(
+                self.keras_model, self.strategy, train_data, self.config.IMAGES_PER_GPU,
+                epochs, self.epoch, self.config.STEPS_PER_EPOCH, callbacks, val_data,
+                validation_steps, verbose)
+        else:
+            history = self.keras_model.fit(
+                train_data, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+                validation_data=val_data, validation_steps=validation_steps,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose)
         completed = history.epoch[-1] + 1 if history.epoch else self.epoch
         self.epoch = max(self.epoch, completed)
         return history

@@ -38,6 +38,21 @@ def test_each_pass_is_a_fresh_permutation():
     assert batches[0]["input_id"].shape == (4, 1)
 
 
+def test_a_shard_is_every_count_th_image_and_the_shards_cover_the_dataset():
+    dataset = make(10)
+    seen = []
+    for index in range(3):
+        data = make_dataset(dataset, lambda i, aug: [np.array([i]), np.zeros(2)], SIGNATURE,
+                            batch_size=1, seed=index, shard=(index, 3))
+        ids = ids_of(data.take(8))
+        share = list(range(10))[index::3]
+        assert sorted(set(ids)) == share          # only this worker's images, all of them
+        seen += share
+    assert sorted(seen) == list(range(10))
+    with pytest.raises(ValueError, match="fewer than the 4 workers"):
+        make_dataset(make(3), None, SIGNATURE, batch_size=1, shard=(0, 4))
+
+
 def test_images_without_instances_are_skipped():
     dataset = make(10)
     data = make_dataset(dataset, lambda i, aug: None if i % 2 else [np.array([i]), np.zeros(2)],

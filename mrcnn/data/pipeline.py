@@ -68,7 +68,7 @@ class DataLoadError(RuntimeError):
 
 def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
                  augmentation=None, no_augmentation_sources=None, constants=None,
-                 seed=None, repeat=True):
+                 seed=None, repeat=True, shard=None):
     """Batched training inputs as a tf.data.Dataset.
 
     dataset: a prepared utils.Dataset.
@@ -87,6 +87,9 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     seed: seed of the shuffle (None: different every run).
     repeat: True for an endless dataset (Keras ``steps_per_epoch``);
         False for one pass.
+    shard: ``(index, count)``: use only every count-th image from the
+        index-th on (one worker's share in multi-worker training, so the
+        workers see different images); None: all images.
 
     Yields dicts ``{input_name: [batch_size, ...] tensor}``. While
     iterating, tf.data reports (with the message below) a DataLoadError
@@ -97,6 +100,12 @@ def make_dataset(dataset, sample_fn, signature, batch_size, shuffle=True,
     image_ids = np.asarray(dataset.image_ids)
     if image_ids.size == 0:
         raise ValueError("The dataset has no images; did you call dataset.prepare()?")
+    if shard is not None:
+        index, count = shard
+        if image_ids.size < count:
+            raise ValueError("The dataset has {} images, fewer than the {} workers that share "
+                             "it; each worker needs at least one".format(image_ids.size, count))
+        image_ids = image_ids[index::count]
     if image_ids.size < batch_size and not repeat:
         raise ValueError("The dataset has {} images, fewer than one batch of {}".format(
             image_ids.size, batch_size))

@@ -7,6 +7,7 @@ import logging
 
 import keras
 
+from mrcnn.checkpoints import CheckpointCallback
 from mrcnn.training.optimizer import set_learning_rate_scale
 
 logger = logging.getLogger(__name__)
@@ -102,3 +103,23 @@ class TimeBudget(keras.callbacks.Callback):
                         elapsed)
         if elapsed + self.epoch_end_seconds >= self.seconds:
             self.model.stop_training = True
+
+
+def training_callbacks(custom_callbacks, log_dir, checkpoint_path, save_fn, chief=True):
+    """The callbacks of ``ModelBase.train``: the user's first, so that values
+    they add to the epoch logs (val_mAP, val_bbox_AP, ...) reach
+    TensorBoard, the progress bar and the History (those with a
+    ``set_log_dir`` method learn the run's folder), then TensorBoard, the
+    non-finite-loss stop and the checkpoint writer. A worker that is not
+    the chief of a multi-worker job writes neither logs nor checkpoints."""
+    custom_callbacks = list(custom_callbacks or [])
+    for callback in custom_callbacks:
+        getattr(callback, "set_log_dir", lambda _: None)(log_dir)
+    callbacks = custom_callbacks
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0,
+                                                     write_graph=False))
+    callbacks.append(StopOnNonFiniteLoss())
+    if chief:
+        callbacks.append(CheckpointCallback(checkpoint_path, save_fn))
+    return callbacks

@@ -117,26 +117,46 @@ class DetectionModel(keras.Model):
             self._trackers[name].update_state(losses[name])
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
-    def train_step(self, data):
-        inputs = data[0] if isinstance(data, tuple) else data
+    def apply_training_step(self, inputs):
+        """One optimisation step on this replica's batch ``inputs``; returns
+        ``(total, {name: loss})``, this replica's (unreduced) losses.
+
+        Under a strategy with N replicas each replica's gradient is that of
+        ``total / N``; with an optimizer from ``build_optimizer`` they are
+        summed over replicas here, before the optimizer clips them, so a
+        step equals the step of one device on the global batch (weight
+        decay counted once). Other optimizers sum them themselves."""
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=True)
             losses = self._named_losses(outputs)
             total = self._total_loss(losses)
-            # Gradients are summed over replicas by the optimizer.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(total / replicas)
         gradients = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        context = tf.distribute.get_replica_context()
+        if replicas > 1 and pairs and context is not None \
+                and getattr(inner, "SUMS_REPLICA_GRADIENTS", False):
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
+            pairs = list(zip(summed, [v for _, v in pairs]))
         self.optimizer.apply_gradients(pairs)
+        return total, losses
+
+    def evaluate_losses(self, inputs):
+        """``(total, {name: loss})`` of this replica's batch, no update."""
+        outputs = self(inputs, training=False)
+        losses = self._named_losses(outputs)
+        return self._total_loss(losses), losses
+
+    def train_step(self, data):
+        total, losses = self.apply_training_step(data[0] if isinstance(data, tuple) else data)
         return self._update_trackers(total, losses)
 
     def test_step(self, data):
-        inputs = data[0] if isinstance(data, tuple) else data
-        outputs = self(inputs, training=False)
-        losses = self._named_losses(outputs)
-        return self._update_trackers(self._total_loss(losses), losses)
+        total, losses = self.evaluate_losses(data[0] if isinstance(data, tuple) else data)
+        return self._update_trackers(total, losses)
 
 
 def _legacy_h5_path(filepath):

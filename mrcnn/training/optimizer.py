@@ -36,16 +36,36 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class SGD(keras.optimizers.SGD):
+    """Keras SGD for gradients that the caller has already summed over the
+    replicas of a distribution strategy (``DetectionModel.train_step`` does,
+    when ``SUMS_REPLICA_GRADIENTS`` is set on its optimizer).
+
+    Keras clips each replica's gradient before summing them, so with
+    several replicas ``clipnorm`` would bound a part of the gradient rather
+    than the gradient of the global batch. Summing first and clipping the
+    sum makes a step on N replicas the step one device takes on the same
+    global batch. Identical to ``keras.optimizers.SGD`` without a strategy.
+    """
+
+    SUMS_REPLICA_GRADIENTS = True
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return grads_and_vars
+
+
 def build_optimizer(config, learning_rate):
     """SGD with momentum LEARNING_MOMENTUM and per-tensor gradient clipping at
     GRADIENT_CLIP_NORM (as the original), with the optional linear warm-up of
     LEARNING_RATE_WARMUP_STEPS (a ``WarmupSchedule``, also used without
     warm-up so callbacks can scale the rate) and, with float16
     MIXED_PRECISION, dynamic loss scaling (bfloat16 has float32's exponent
-    range and needs none)."""
+    range and needs none). The gradients are summed over replicas before
+    clipping (see ``SGD``)."""
     rate = WarmupSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS)
-    optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
-                                     clipnorm=config.GRADIENT_CLIP_NORM)
+    optimizer = SGD(learning_rate=rate, momentum=config.LEARNING_MOMENTUM,
+                    clipnorm=config.GRADIENT_CLIP_NORM)
     if config.dtype_policy_name() == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

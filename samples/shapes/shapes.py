@@ -512,6 +512,10 @@ def main(argv=None):
 
     if args.command == "train":
         config, weights = configure(ShapesConfig(), args.weights, cli.MACHINE_KEYS)
+        # With TF_CONFIG (several workers), before the mAP callback's model
+        # uses TensorFlow.
+        from mrcnn import training
+        training.start_multi_worker(config)
         callbacks = []
         if args.map_every > 0:
             from mrcnn import model as modellib
@@ -526,6 +530,10 @@ def main(argv=None):
                                         weights=weights, config=config,
                                         val_images=args.val_images, callbacks=callbacks,
                                         start=start)
+        if not training.is_chief(model.strategy):
+            print(json.dumps({"worker": "done; the chief evaluates and writes the results",
+                              "training_minutes": round(seconds / 60.0, 2)}, indent=2))
+            return
         # The new checkpoint's config.json is the one just trained with.
         last = model.find_last()
         infer, path = inference_model(args.logs, last,
