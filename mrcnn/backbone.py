@@ -47,7 +47,20 @@ class BatchNorm(KL.BatchNormalization):
     while fitting). Freezing gamma and beta as well is done by marking the
     layer non-trainable (see ``MaskRCNN.set_trainable`` and TRAIN_BN); the
     original left gamma/beta trainable when TRAIN_BN was False.
+
+    Built under a strategy with several replicas (GPU_COUNT > 1, or
+    several workers), batch statistics in training mode are those of the
+    global batch (Keras's ``synchronized=True``), not of each replica's few
+    images, so training on N replicas matches one device on the same
+    batch. Pass ``synchronized`` to choose otherwise.
     """
+
+    def __init__(self, *args, **kwargs):
+        if "synchronized" not in kwargs:
+            import tensorflow as tf
+            kwargs["synchronized"] = tf.distribute.has_strategy() and \
+                tf.distribute.get_strategy().num_replicas_in_sync > 1
+        super().__init__(*args, **kwargs)
 
     def call(self, inputs, training=None):
         return super().call(inputs, training=training)

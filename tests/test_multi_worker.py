@@ -157,6 +157,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 from mrcnn import training
+from mrcnn.backbone import BatchNorm
 from mrcnn.config import Config
 
 class ToyConfig(Config):
@@ -172,8 +173,12 @@ def toy_model(strategy):
     with strategy.scope():
         x = keras.Input((3,), name="x")
         y = keras.Input((1,), name="y")
+        # Batch normalisation in training mode: its statistics must be the
+        # global batch's, not each worker's single image.
+        hidden = keras.layers.Dense(4, name="hidden", kernel_initializer="ones")(x)
+        hidden = BatchNorm(name="bn")(hidden)
         pred = keras.layers.Dense(1, name="dense",
-                                  kernel_initializer=keras.initializers.Constant(0.5))(x)
+                                  kernel_initializer=keras.initializers.Constant(0.5))(hidden)
         loss = training.LossLayer(mse, name="mse_loss")([pred, y])
         model = training.DetectionModel({"x": x, "y": y}, [pred, loss], loss_names=["mse_loss"],
                                         weight_decay=0.01)
@@ -182,7 +187,7 @@ def toy_model(strategy):
 
 def toy_data():
     rng = np.random.RandomState(0)
-    x = rng.rand(4, 3).astype("float32")
+    x = (rng.rand(4, 3) * [[1.0, 2.0, 3.0]]).astype("float32")
     return x, (x @ np.array([[1.0], [-2.0], [3.0]], "float32") + 1.0)
 """
 
@@ -203,6 +208,7 @@ print(json.dumps({"loss": [float(v) for v in history.history["loss"]],
                   "mse": [float(v) for v in history.history["mse_loss"]],
                   "kernel": model.get_layer("dense").kernel.numpy().ravel().tolist(),
                   "bias": model.get_layer("dense").bias.numpy().ravel().tolist(),
+                  "moving_mean": model.get_layer("bn").moving_mean.numpy().tolist(),
                   "chief": training.is_chief(strategy),
                   "replicas": strategy.num_replicas_in_sync}))
 """
@@ -245,6 +251,8 @@ def test_two_workers_take_the_single_process_steps_on_the_global_batch(tmp_path)
                                model.get_layer("dense").kernel.numpy().ravel(), rtol=1e-5)
     np.testing.assert_allclose(reports[0]["bias"], model.get_layer("dense").bias.numpy(),
                                rtol=1e-5)
+    np.testing.assert_allclose(reports[0]["moving_mean"],
+                               model.get_layer("bn").moving_mean.numpy(), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
