@@ -198,6 +198,50 @@ class SliceRois(KL.Layer):
         return tuple(shape)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRois(KL.Layer):
+    """The ROI slots that hold a positive in some image of the batch.
+
+    Inputs: rois [batch, N, 4] and target_class_ids [batch, N] from
+    DetectionTargetLayer, which puts each image's positive ROIs first.
+    Output: rois[:, :K], K = the largest number of positives of an image in
+    the batch (at least 1, at most ``max_count``, the slots that can be
+    positive). The mask head runs on these only: its loss counts positives
+    alone, so the remaining slots were work without effect (with random or
+    early weights an image often has a handful of positives out of
+    TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO slots). K varies per batch.
+    """
+
+    def __init__(self, max_count, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.max_count = int(max_count)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"max_count": self.max_count})
+        return config
+
+    def call(self, inputs):
+        rois, class_ids = inputs
+        positives = tf.reduce_sum(tf.cast(class_ids[:, :self.max_count] > 0, tf.int32), axis=1)
+        count = tf.clip_by_value(tf.reduce_max(positives), 1, self.max_count)
+        return rois[:, :count]
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape[0])
+        shape[1] = None
+        return tuple(shape)
+
+
+def positive_mask_rois(rois, target_class_ids, config):
+    """The training graph's ROIs for the mask head: the slots of
+    DetectionTargetLayer's ``rois`` that hold positives (``PositiveRois``),
+    at most TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO of them."""
+    slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+    return PositiveRois(max(slots, 1), name="mask_rois")([rois, target_class_ids])
+
+
 def build_fpn_mask_graph(rois, feature_maps, image_meta,
                          pool_size, num_classes, train_bn=True, conv_channels=256,
                          levels=(2, 3, 4, 5)):

@@ -34,3 +34,31 @@ def test_roi_distributed_folds_rois_into_the_batch():
     assert [w.shape for w in layer.weights] == [(3, 3, 3, 2), (2,)]
     restored = RoiDistributed.from_config(layer.get_config())
     assert restored.name == "mrcnn_mask_conv1"
+
+
+def test_mask_head_rois_are_the_positive_prefix_and_the_mask_loss_is_unchanged():
+    import tensorflow as tf
+    from mrcnn.roi_heads import PositiveRois, mrcnn_mask_loss_graph
+    rng = np.random.RandomState(0)
+    rois = rng.rand(2, 8, 4).astype(np.float32)
+    # Positives first (DetectionTargetLayer's order): 3 in image 0, 1 in image 1.
+    class_ids = np.array([[2, 1, 3, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]], np.int32)
+    kept = PositiveRois(max_count=4)([rois, class_ids]).numpy()
+    np.testing.assert_array_equal(kept, rois[:, :3])
+    # No positives at all: one slot (the heads keep a non-empty batch).
+    assert PositiveRois(max_count=4)([rois, np.zeros_like(class_ids)]).shape == (2, 1, 4)
+    # More positives than max_count: capped.
+    assert PositiveRois(max_count=2)([rois, class_ids]).shape == (2, 2, 4)
+    # The mask loss over the kept slots equals the loss over every slot.
+    targets = (rng.rand(2, 8, 6, 6) > 0.5).astype(np.float32)
+    pred = rng.uniform(0.05, 0.95, (2, 8, 6, 6, 4)).astype(np.float32)
+    full = mrcnn_mask_loss_graph(targets, class_ids, pred)
+    cut = mrcnn_mask_loss_graph(targets, class_ids, tf.constant(pred[:, :kept.shape[1]]))
+    np.testing.assert_allclose(float(cut), float(full), rtol=1e-6)
+    # By hand: mean BCE of each positive ROI's own class mask.
+    terms = []
+    for b, i in zip(*np.nonzero(class_ids > 0)):
+        p = pred[b, i, :, :, class_ids[b, i]]
+        t = targets[b, i]
+        terms.append(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+    np.testing.assert_allclose(float(full), np.mean(terms), rtol=1e-4)

@@ -88,6 +88,10 @@ def _cases():
         "SliceRois": (heads.SliceRois, dict(count=2, columns=4),
                       [rng.normal(size=(2, 5, 6)).astype(np.float32)],
                       [(2, 2, 4)], "float32", False, None),
+        "PositiveRois": (roi_heads.PositiveRois, dict(max_count=3),
+                         [rng.normal(size=(2, 5, 4)).astype(np.float32),
+                          np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]], np.int32)],
+                         [(2, 2, 4)], "float32", False, None),
         "YolactDetection": (
             YolactDetection, dict(min_confidence=0.2, nms_threshold=0.4, top_k=10,
                                   max_instances=4),

@@ -48,7 +48,7 @@ from mrcnn.centernet.targets import build_targets, candidate_targets, level_shap
 from mrcnn.config import RESIZE_MODES, _is_int, _nearest_multiple
 from mrcnn.data import load_image_gt, mold_image, select_instances
 from mrcnn.modelbase import ModelBase
-from mrcnn.roi_heads import NormBoxes, SliceRois, build_fpn_mask_graph
+from mrcnn.roi_heads import NormBoxes, SliceRois, build_fpn_mask_graph, positive_mask_rois
 from mrcnn.roi_sampling import DetectionTargetLayer
 from mrcnn.training import DetectionModel, LossLayer
 
@@ -256,8 +256,7 @@ class CenterNet(ModelBase):
             [SliceRois(columns=4, name="proposal_boxes")(detections), gt_boxes_norm])
         rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
             config, name="proposal_targets")([proposals, gt_class_ids, gt_boxes_norm, gt_masks])
-        positive_slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
-        mask_rois = SliceRois(count=max(positive_slots, 1), name="mask_rois")(rois)
+        mask_rois = positive_mask_rois(rois, target_class_ids, config)
         masks = build_fpn_mask_graph(mask_rois, roi_maps, image_meta, config.MASK_POOL_SIZE,
                                      config.NUM_CLASSES, train_bn=train_bn,
                                      conv_channels=config.MASK_HEAD_CHANNELS, levels=(3, 4, 5))

@@ -29,7 +29,7 @@ from mrcnn.maskrcnn.heads import NormBoxes, SliceRois, fpn_classifier_graph
 from mrcnn.maskrcnn.rpn import ProposalLayer, build_rpn_model
 from mrcnn.maskrcnn.targets import _training_sample
 from mrcnn.modelbase import ModelBase, log
-from mrcnn.roi_heads import build_fpn_mask_graph
+from mrcnn.roi_heads import build_fpn_mask_graph, positive_mask_rois
 from mrcnn.training import DetectionModel, LossLayer
 
 LOSS_NAMES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
@@ -253,12 +253,10 @@ class MaskRCNN(ModelBase):
                 inputs["input_gt_masks"]])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = self._forward_box(
             rois, feature_maps, image_meta, config, train_bn)
-        # Only the first TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO ROIs can
-        # be positive (DetectionTargetLayer puts positives first), and the
-        # mask loss uses positives only: predicting masks for the others
-        # (as the original did) is wasted work. The loss is unchanged.
-        positive_slots = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
-        mask_rois = SliceRois(count=max(positive_slots, 1), name="mask_rois")(rois)
+        # The mask loss uses positive ROIs only, which DetectionTargetLayer
+        # puts first: predicting masks for the other slots (as the original
+        # did) is wasted work. The loss is unchanged.
+        mask_rois = positive_mask_rois(rois, target_class_ids, config)
         mrcnn_mask = self._forward_mask(mask_rois, feature_maps, image_meta, config, train_bn)
         output_rois = KL.Identity(name="output_rois", dtype="float32")(rois)
 
