@@ -97,7 +97,9 @@ def fpn_classifier_graph(rois, feature_maps, image_meta,
                        name="mrcnn_class_conv1")(x)
     x = RoiDistributed(BatchNorm(), name='mrcnn_class_bn1')(x, training=training)
     x = KL.Activation('relu')(x)
-    x = RoiDistributed(KL.Conv2D(fc_layers_size, (1, 1)), name="mrcnn_class_conv2")(x)
+    # A 1x1 convolution of 1x1 maps: a matrix product too (its Conv2D
+    # gradient took 0.8 s of a 4.5 s ResNet50 training step at 512 px).
+    x = RoiDistributed(FullWindowConv2D(fc_layers_size, (1, 1)), name="mrcnn_class_conv2")(x)
     x = RoiDistributed(BatchNorm(), name='mrcnn_class_bn2')(x, training=training)
     x = KL.Activation('relu')(x)
     # [batch, num_rois, 1, 1, fc] -> [batch, num_rois, fc]
