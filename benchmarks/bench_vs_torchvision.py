@@ -20,7 +20,8 @@ and minimum seconds per side and ``ratio`` = ours / torchvision (medians;
 below 1 is faster). Same inputs on both sides: a 1024x768 uint8 image
 (inference; each library resizes it its own default way to the size, ours
 to a padded square, torchvision to the longer side), and for training a
-512x512 shapes image with its boxes, classes and masks. Precision:
+512x512 shapes image with its boxes, classes and masks. Precision
+(``--precision auto``: bfloat16 too where the CPU has AMX or AVX512-BF16):
 ``MIXED_PRECISION = "bfloat16"`` on our side, ``torch.autocast("cpu",
 torch.bfloat16)`` on theirs. Both train with frozen batch normalisation in
 the backbone (our TRAIN_BN = False default; torchvision's FrozenBatchNorm2d,
@@ -245,7 +246,10 @@ def main():
     parser.add_argument("--peer", help="a Python with torch and torchvision "
                                        "(../shared/tools/peer-venv.sh prints one)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "both"],
+                        default="auto", help="auto (default): both where the CPU has "
+                        "bfloat16 arithmetic (AMX or AVX512-BF16), else float32 (without it "
+                        "torch's bfloat16 autocast runs orders of magnitude slower)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--no-train", action="store_true", help="skip the training step")
@@ -266,6 +270,12 @@ def main():
         parser.error("--peer {} cannot import torch and torchvision: {}".format(
             args.peer, check.stderr.strip().splitlines()[-1:] or check.returncode))
     versions = check.stdout.split()
+
+    from machine import machine_info
+    machine = machine_info()
+    bf16_hardware = bool({"amx_bf16", "avx512_bf16"} & set(machine["cpu_features"]))
+    if args.precision == "auto":
+        args.precision = "both" if bf16_hardware else "float32"
 
     def precisions(choice):
         return ["float32", "bfloat16"] if choice == "both" else [choice]
@@ -299,12 +309,11 @@ def main():
     finally:
         for side in sides:
             side.close()
-    from machine import machine_info
     print(json.dumps({
         "benchmark": "bench_vs_torchvision",
         "targets_ratio": {"infer float32": 0.70, "infer bfloat16": 0.40, "train float32": 0.60},
         "torch": versions[0], "torchvision": versions[1],
-        "results": results, "machine": machine_info()}, indent=2))
+        "bfloat16_hardware": bf16_hardware, "results": results, "machine": machine}, indent=2))
 
 
 if __name__ == "__main__":
