@@ -3,12 +3,13 @@
 random weights, COCO class count, 100 detections with masks) at 512 and
 1024, in float32 and bfloat16, and one training step at 512 px (batch 1,
 all layers). torchvision is not a dependency: pass the Python of an
-environment that has it (``../shared/tools/peer-venv.sh`` builds one and
-prints its path).
+environment that has it (``python3 -m venv /tmp/tv && /tmp/tv/bin/pip install
+torch torchvision`` makes one).
 
 Usage (from the repository root):
 
-    PY=$(../shared/tools/peer-venv.sh)
+    python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch torchvision
+    PY=/tmp/tv/bin/python
     python benchmarks/bench_vs_torchvision.py --peer "$PY"
     python benchmarks/bench_vs_torchvision.py --peer "$PY" --sizes 512 --precision float32 --runs 5
     python benchmarks/bench_vs_torchvision.py --peer "$PY" --no-train
@@ -243,8 +244,8 @@ def make_data(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--peer", help="a Python with torch and torchvision "
-                                       "(../shared/tools/peer-venv.sh prints one)")
+    parser.add_argument("--peer", help="a Python with torch and torchvision (python3 -m "
+                        "venv /tmp/tv && /tmp/tv/bin/pip install torch torchvision)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "both"],
                         default="auto", help="auto (default): both where the CPU has "
@@ -262,7 +263,7 @@ def main():
         return serve(args.serve, args.data)
     if not args.peer:
         parser.error("--peer PYTHON is required: a Python with torchvision "
-                     "(PY=$(../shared/tools/peer-venv.sh) builds one)")
+                     "(python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch torchvision)")
     check = subprocess.run([args.peer, "-c", "import torch, torchvision; "
                             "print(torch.__version__, torchvision.__version__)"],
                            capture_output=True, text=True)
