@@ -404,6 +404,8 @@ class ModelBase(object):
             defined in the Dataset class.
         verbose: Keras fit() verbosity (1: progress bar with every loss).
 
+        With TF_CONFIG naming several workers this runs on all of them
+        (training.fit_multi_worker; README "Training on several machines").
         Returns the Keras History of this call.
         """
         if self.mode != "training":
