@@ -425,14 +425,13 @@ class ModelBase(object):
                                              no_augmentation_sources, batch_size=batch,
                                              shard=shard)
 
-            def val_data(batch, shard):
+            def val_shard(batch, shard):
                 return self.training_dataset(val_dataset, batch_size=batch, shard=shard)
+            val_data = None if val_dataset is None else val_shard
         else:
             train_data = self.training_dataset(train_dataset, augmentation,
                                                no_augmentation_sources)
             val_data = None if val_dataset is None else self.training_dataset(val_dataset)
-        if val_dataset is None:
-            val_data = None
 
         if chief:  # other workers of a multi-worker job write nothing
             os.makedirs(self.log_dir, exist_ok=True)
