@@ -26,6 +26,7 @@ import tensorflow as tf
 from keras import layers as KL
 from keras import ops
 
+from mrcnn import portable
 from mrcnn.backbone import BatchNorm, bn_training
 from mrcnn.box_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
 from mrcnn.image_meta import parse_image_meta_graph
@@ -155,6 +156,20 @@ def refine_detections_graph(rois, probs, deltas, window, settings):
     refined_rois = clip_boxes_graph(refined_rois, window[:, None, :])
 
     keep = tf.logical_and(class_ids > 0, class_scores >= settings["min_confidence"])
+    if portable.active():
+        # The same selection with TFLite built-ins: each ROI has one class.
+        def one_image(args):
+            image_boxes, image_scores, image_classes = args
+            kept, count = portable.class_nms(image_boxes, image_scores, image_classes,
+                                             max_instances, settings["nms_threshold"])
+            rows = tf.concat([tf.gather(image_boxes, kept),
+                              tf.cast(tf.gather(image_classes, kept), tf.float32)[:, None],
+                              tf.gather(image_scores, kept)[:, None]], axis=1)
+            return rows * tf.cast(tf.range(max_instances) < count, tf.float32)[:, None]
+
+        return portable.map_fn(one_image, (refined_rois, tf.where(keep, class_scores, -1.0),
+                                           class_ids),
+                               fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
     # One score column per foreground class; rejected ROIs score -1 so the
     # NMS score threshold of -0.5 drops them whatever min_confidence is.
     one_hot = tf.one_hot(class_ids, num_classes, on_value=1.0, off_value=0.0)

@@ -22,14 +22,27 @@ besides the image and its meta (Mask R-CNN's anchors) depend only on the
 molded size, which IMAGE_RESIZE_MODE "square" fixes: they are stored as
 constants.
 
+TFLite (``format="tflite"``, ``export_tflite``): one file for one image
+of a size fixed at export (``input_size``, default IMAGE_MAX_DIM square):
+``images`` uint8 ``[1, H, W, 3]`` in, the same five outputs with N = 1 and
+masks ``[1, K, H, W]``. It uses TFLite's built-in operations only (no Flex
+delegate; ``mrcnn.portable`` gives the graph's other operations in built-in
+form while it is traced), float32 throughout, the weights as constants.
+Its detections match ``detect()``'s on images of that size: the same
+classes, boxes within 1 pixel, scores within 1e-4, masks equal but for
+pixels whose value is within float rounding of the 0.5 threshold (each
+mask's IoU >= 0.98 in ``tests/test_export.py``).
+
 Usage::
 
     model = modellib.create_model("inference", config, model_dir)
     model.load_weights(path, by_name=True)
     export_saved_model(model, "exported/")       # or model.export("exported/")
+    model.export("model.tflite", format="tflite", input_size=(480, 640))
 
     python -m mrcnn.export --weights logs/run/mask_rcnn_run_0040.h5 --out exported/
     # (--config C.json; default: the config.json saved beside the weights)
+    python -m mrcnn.export --weights W.h5 --format tflite --input-size 480x640 --out model.tflite
 """
 
 import argparse
@@ -38,13 +51,17 @@ import sys
 
 import numpy as np
 
+from mrcnn import portable
+
 OUTPUT_NAMES = ("boxes", "class_ids", "scores", "masks", "num_detections")
-FORMATS = ("saved_model",)
+FORMATS = ("saved_model", "tflite")
 
 
-def serving_function(model):
+def serving_function(model, frozen=False):
     """``f(images uint8 [N, H, W, 3]) -> {output name: tensor}`` running
-    ``model`` (an inference-mode ModelBase) end to end in TensorFlow."""
+    ``model`` (an inference-mode ModelBase) end to end in TensorFlow.
+    ``frozen``: the weights enter the graph as constants (their values
+    now) rather than as variables (TFLite)."""
     import tensorflow as tf
 
     from mrcnn import serving
@@ -75,10 +92,13 @@ def serving_function(model):
                  if name not in ("input_image", "input_image_meta")}
     keras_model = model.keras_model
     molded_hw = tf.constant([side, side])
+    if frozen:
+        trainable = [tf.constant(v.numpy()) for v in keras_model.trainable_variables]
+        non_trainable = [tf.constant(v.numpy()) for v in keras_model.non_trainable_variables]
 
     def serve(images):
         images = tf.convert_to_tensor(images, tf.uint8)
-        count = tf.shape(images)[0]
+        count = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
         original_hw = tf.shape(images)[1:3]
         molded_images, metas, window, _ = serving.resize_image_graph(images, config)
         inputs = []
@@ -90,7 +110,11 @@ def serving_function(model):
             else:
                 value = constants[name]
                 inputs.append(tf.tile(value, [count] + [1] * (len(value.shape) - 1)))
-        outputs = keras_model(inputs, training=False)
+        if frozen:
+            outputs, _ = keras_model.stateless_call(trainable, non_trainable, inputs,
+                                                    training=False)
+        else:
+            outputs = keras_model(inputs, training=False)
         outputs = [tf.cast(o, tf.float32) for o in tf.nest.flatten(outputs)]
 
         def one(index):
@@ -101,7 +125,7 @@ def serving_function(model):
         signature = [tf.TensorSpec([None, 4], tf.int32), tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([None], tf.float32),
                      tf.TensorSpec([None, None, None], tf.uint8), tf.TensorSpec([], tf.int32)]
-        results = tf.map_fn(one, tf.range(count), fn_output_signature=signature)
+        results = portable.map_fn(one, tf.range(count), fn_output_signature=signature)
         return dict(zip(OUTPUT_NAMES, results))
 
     return serve
@@ -143,27 +167,114 @@ def export_saved_model(model, path):
     return path
 
 
-def export(model, path, format="saved_model"):
-    """``model.export(path, format)``: see export_saved_model."""
+def _input_size(model, input_size):
+    """(height, width) of a TFLite export's input, checked."""
+    if input_size is None:
+        side = int(model.config.IMAGE_MAX_DIM)
+        return side, side
+    try:
+        height, width = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ValueError("input_size must be (height, width), got {!r}".format(input_size)) \
+            from None
+    if height < 1 or width < 1:
+        raise ValueError("input_size must be positive, got {!r}".format(input_size))
+    return height, width
+
+
+def export_tflite(model, path, input_size=None):
+    """Write ``model`` (inference mode) to the file ``path`` as a TFLite
+    model for one uint8 image of ``input_size`` (height, width; default
+    IMAGE_MAX_DIM square) with the outputs of the module docstring, built
+    from TFLite's built-in operations only. An existing file there is
+    replaced only once the new one is complete; a folder is refused.
+    Returns ``path``."""
+    import tempfile
+
+    import tensorflow as tf
+
+    height, width = _input_size(model, input_size)
+    serve = serving_function(model, frozen=True)
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise FileExistsError("{} is a folder; a TFLite export is one file: give --out a file "
+                              "name such as model.tflite".format(path))
+    function = tf.function(serve, input_signature=[
+        tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")])
+    with portable.builtin_ops():
+        concrete = function.get_concrete_function()
+    # The weights are constants: the module only carries the signature.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], tf.Module())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:  # the converter raises its own ConverterError
+        raise RuntimeError("TFLite conversion of the {} model failed: its graph has operations "
+                           "that TFLite's built-in kernels lack. The TensorFlow converter "
+                           "said: {}".format(model.mode_name or type(model).__name__,
+                                             str(error)[-2000:])) from error
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".export_", suffix=".tflite", dir=parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(flatbuffer)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return path
+
+
+def export(model, path, format="saved_model", input_size=None):
+    """``model.export(path, format, input_size)``: ``export_saved_model``
+    (``input_size`` must be None: the SavedModel takes any size) or
+    ``export_tflite``."""
     if format not in FORMATS:
         raise ValueError("export format must be one of {}, got {!r}".format(
             ", ".join(FORMATS), format))
+    if format == "tflite":
+        return export_tflite(model, path, input_size)
+    if input_size is not None:
+        raise ValueError("input_size is for the TFLite format; a SavedModel takes images of "
+                         "any size")
     return export_saved_model(model, path)
+
+
+def _parse_size(text):
+    """'480x640' or '512' -> (height, width)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected HEIGHTxWIDTH (e.g. 480x640) or one side "
+                                         "(512), got {!r}".format(text))
+    return tuple(values)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m mrcnn.export",
         description="Export a trained model as a SavedModel that takes uint8 images of any "
-                    "size and returns detections and masks at that size (serving needs only "
-                    "TensorFlow).")
+                    "size, or as a TFLite model for one image size, returning detections and "
+                    "masks at that size (serving needs only TensorFlow or a TFLite runtime).")
     parser.add_argument("--weights", required=True, metavar="PATH",
                         help="checkpoint (.h5 or .weights.h5) to export")
     parser.add_argument("--config", metavar="C.json",
                         help="the model's Config.to_json file (default: the config.json "
                              "saved beside the weights)")
-    parser.add_argument("--format", default="saved_model", choices=FORMATS)
-    parser.add_argument("--out", required=True, metavar="DIR", help="the SavedModel folder")
+    parser.add_argument("--format", default="saved_model", choices=FORMATS,
+                        help="saved_model (a folder; images of any size) or tflite (one file; "
+                             "one image of --input-size)")
+    parser.add_argument("--input-size", type=_parse_size, metavar="HxW",
+                        help="tflite only: the image size the model takes (default: "
+                             "IMAGE_MAX_DIM square)")
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="the SavedModel folder, or the .tflite file")
     return parser
 
 
@@ -173,6 +284,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isfile(args.weights):
         parser.error("--weights: file not found: {}".format(args.weights))
+    if args.input_size is not None and args.format != "tflite":
+        parser.error("--input-size is for --format tflite; a SavedModel takes images of any "
+                     "size")
     config_path = args.config or os.path.join(os.path.dirname(os.path.abspath(args.weights)),
                                               "config.json")
     if not os.path.isfile(config_path):
@@ -203,8 +317,8 @@ def main(argv=None):
                            ", ".join(report.missing[:5])
                            + (", ..." if len(report.missing) > 5 else "")))
     try:
-        path = export(model, args.out, args.format)
-    except (ValueError, FileExistsError) as e:
+        path = export(model, args.out, args.format, input_size=args.input_size)
+    except (ValueError, FileExistsError, RuntimeError) as e:
         parser.exit(2, "{}: error: {}\n".format(parser.prog, e))
     print("Exported {} to {}".format(args.weights, path))
     return path

@@ -532,12 +532,14 @@ class ModelBase(object):
         inputs = self.inference_inputs(molded_images, image_metas)
         return [o.numpy() for o in self._predict_fn(*inputs)]
 
-    def export(self, path, format="saved_model"):
-        """Write this inference model as a SavedModel whose signature takes
-        uint8 images of any size and does molding, the network, detection
-        and un-molding in its graph (see ``mrcnn.export``). Returns path."""
+    def export(self, path, format="saved_model", input_size=None):
+        """Write this inference model as a SavedModel (a folder) whose
+        signature takes uint8 images of any size, or as a TFLite file
+        (``format="tflite"``) for one image of ``input_size`` (height,
+        width); either does molding, the network, detection and un-molding
+        in its graph (see ``mrcnn.export``). Returns path."""
         from mrcnn import export
-        return export.export(self, path, format)
+        return export.export(self, path, format, input_size=input_size)
 
     def detect(self, images, verbose=0):
         """Runs the detection pipeline.

@@ -15,6 +15,7 @@ import tensorflow as tf
 from keras import layers as KL
 from keras import ops
 
+from mrcnn import portable
 from mrcnn.backbone import BatchNorm, bn_training
 from mrcnn.box_ops import norm_boxes_graph
 from mrcnn.image_meta import parse_image_meta_graph
@@ -100,9 +101,8 @@ class PyramidROIAlign(KL.Layer):
             ix = tf.where(tf.equal(roi_level, level))        # [M, (batch, box)]
             level_boxes = tf.stop_gradient(tf.gather_nd(boxes, ix))
             box_indices = tf.stop_gradient(tf.cast(ix[:, 0], tf.int32))
-            pooled.append(tf.image.crop_and_resize(
-                feature_maps[i], level_boxes, box_indices, self.pool_shape,
-                method="bilinear"))
+            pooled.append(portable.crop_and_resize(
+                feature_maps[i], level_boxes, box_indices, self.pool_shape))
             box_positions.append(ix[:, 0] * tf.cast(num_boxes, tf.int64) + ix[:, 1])
         pooled = tf.concat(pooled, axis=0)
         box_positions = tf.concat(box_positions, axis=0)

@@ -29,6 +29,8 @@ image outside it (y2, x2 exclusive).
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import portable
+
 
 def linear_taps_graph(in_size, out_size):
     """(i0, w0, i1, w1), each [out_size]: the source indices (int32, clipped)
@@ -135,24 +137,32 @@ def resize_image_graph(images, config):
     return molded, metas, window, scale
 
 
+def _wide_float():
+    """The dtype in which NumPy's post-processing computes (float64), or
+    float32 inside ``portable.builtin_ops()``: TFLite has no float64
+    arithmetic."""
+    return tf.float32 if portable.active() else tf.float64
+
+
 def unmold_boxes_graph(boxes, window, molded_hw, original_hw):
     """``transform.unmold_boxes`` for boxes ``[..., N, 4]`` normalised to the
     molded image: int32 pixels of the original image, clipped into it.
     window [4] int pixels; molded_hw, original_hw [2] ints."""
+    wide = _wide_float()
     boxes = tf.cast(boxes, tf.float32)
-    molded_hw = tf.cast(molded_hw, tf.float64)
+    molded_hw = tf.cast(molded_hw, wide)
     scale = tf.stack([molded_hw[0] - 1, molded_hw[1] - 1] * 2)
-    window = tf.cast((tf.cast(window, tf.float64) - tf.constant([0, 0, 1, 1], tf.float64))
+    window = tf.cast((tf.cast(window, wide) - tf.constant([0, 0, 1, 1], wide))
                      / scale, tf.float32)
     start = tf.concat([window[:2], window[:2]], axis=0)
     extent = tf.concat([window[2:] - window[:2]] * 2, axis=0)
     thin = extent <= 0
     relative = (boxes - start) / tf.where(thin, tf.ones_like(extent), extent)
     relative = tf.where(thin, tf.constant([0, 0, 1, 1], tf.float32), relative)
-    original_hw = tf.cast(original_hw, tf.float64)
+    original_hw = tf.cast(original_hw, wide)
     out_scale = tf.stack([original_hw[0] - 1, original_hw[1] - 1] * 2)
-    pixels = tf.round(tf.cast(relative, tf.float64) * out_scale
-                      + tf.constant([0, 0, 1, 1], tf.float64))
+    pixels = tf.round(tf.cast(relative, wide) * out_scale
+                      + tf.constant([0, 0, 1, 1], wide))
     limit = tf.stack([original_hw[0], original_hw[1]] * 2)
     return tf.cast(tf.clip_by_value(pixels, 0.0, limit), tf.int32)
 
@@ -175,13 +185,57 @@ def _paste_axis(size, start, end, mask_size):
             tf.gather(w1, local))
 
 
+def _box_taps(size, start, end, mask_size):
+    """Every output pixel along one axis for each of K boxes, vectorised
+    (no loop over the boxes, for TFLite): taps into the mask (i0, w0, i1,
+    w1, each [K, size], float32 weights) and whether the pixel is in the
+    box ([K, size] bool). The taps of ``_paste_axis`` in float32."""
+    pixels = tf.range(size)[None, :]
+    start, end = start[:, None], end[:, None]
+    local = pixels - start
+    inside = (local >= 0) & (pixels < end)
+    ratio = tf.cast(mask_size, tf.float32) / tf.cast(tf.maximum(end - start, 1), tf.float32)
+    src = (tf.cast(local, tf.float32) + 0.5) * ratio - 0.5
+    i0f = tf.floor(src)
+    w1 = src - i0f
+    w0 = 1.0 - w1
+    i0 = tf.cast(i0f, tf.int32)
+    i1 = i0 + 1
+    w0 = tf.where((i0 < 0) | (i0 >= mask_size), tf.zeros_like(w0), w0)
+    w1 = tf.where((i1 < 0) | (i1 >= mask_size), tf.zeros_like(w1), w1)
+    return (tf.clip_by_value(i0, 0, mask_size - 1), w0,
+            tf.clip_by_value(i1, 0, mask_size - 1), w1, inside)
+
+
+def paste_masks_vectorized_graph(masks, boxes, original_hw, threshold=0.5):
+    """``paste_masks_graph`` without a loop over the masks (TFLite, where
+    graph loops are not built in): every mask is sampled at every pixel of
+    the image, [K, H, W] at once; weights in float32 rather than float64,
+    so a pixel whose value is within float32 rounding of ``threshold`` can
+    differ."""
+    height, width = original_hw[0], original_hw[1]
+    masks = tf.cast(masks, tf.float32)
+    boxes = tf.cast(boxes, tf.int32)
+    i0, w0, i1, w1, in_rows = _box_taps(height, boxes[:, 0], boxes[:, 2], tf.shape(masks)[1])
+    j0, v0, j1, v1, in_cols = _box_taps(width, boxes[:, 1], boxes[:, 3], tf.shape(masks)[2])
+    rows = (tf.gather(masks, i0, axis=1, batch_dims=1) * w0[:, :, None]
+            + tf.gather(masks, i1, axis=1, batch_dims=1) * w1[:, :, None])     # [K, H, m]
+    part = (tf.gather(rows, j0, axis=2, batch_dims=1) * v0[:, None, :]
+            + tf.gather(rows, j1, axis=2, batch_dims=1) * v1[:, None, :])      # [K, H, W]
+    inside = in_rows[:, :, None] & in_cols[:, None, :]
+    return tf.cast((part >= threshold) & inside, tf.uint8)
+
+
 def paste_masks_graph(masks, boxes, original_hw, threshold=0.5):
     """``transform.paste_masks``: masks [K, m, m] float (each covering its
     box), boxes [K, 4] int32 pixels of the original image -> [K, H, W]
     uint8 (0/1): each mask resized to its box as ``imaging.resize``
     (rows, then columns), thresholded, and the part inside the image
     placed there; boxes without area give empty masks. Only the box's
-    pixels are computed."""
+    pixels are computed (inside ``portable.builtin_ops()``, all of them:
+    ``paste_masks_vectorized_graph``)."""
+    if portable.active():
+        return paste_masks_vectorized_graph(masks, boxes, original_hw, threshold)
     height, width = original_hw[0], original_hw[1]
     mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
 
@@ -220,6 +274,8 @@ def _slots(detections, boxes, class_ids, kept, masks):
     pad = tf.shape(detections)[0] - num
 
     def padded(x):
+        if portable.active() and x.dtype == tf.uint8:  # TFLite pads int32, not uint8
+            return tf.cast(padded(tf.cast(x, tf.int32)), tf.uint8)
         return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
 
     return {"boxes": padded(tf.gather(boxes, kept)),
@@ -266,9 +322,10 @@ def unmold_full_masks_graph(detections, masks, window, molded_hw, original_hw):
     ``unmold_roi_graph``.
     """
     class_ids = tf.cast(detections[:, 4], tf.int32)
-    hw = tf.cast(molded_hw, tf.float64)
-    pixels = tf.cast(detections[:, :4], tf.float64) * tf.stack([hw[0], hw[1]] * 2)
-    relative = tf.cast((pixels - tf.constant([0, 0, 1, 1], tf.float64))
+    wide = _wide_float()
+    hw = tf.cast(molded_hw, wide)
+    pixels = tf.cast(detections[:, :4], wide) * tf.stack([hw[0], hw[1]] * 2)
+    relative = tf.cast((pixels - tf.constant([0, 0, 1, 1], wide))
                        / tf.stack([hw[0] - 1, hw[1] - 1] * 2), tf.float32)
     boxes = unmold_boxes_graph(relative, window, molded_hw, original_hw)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

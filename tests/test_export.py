@@ -32,6 +32,23 @@ LOADER = textwrap.dedent("""
 """)
 
 
+TFLITE_LOADER = textwrap.dedent("""
+    import sys
+    sys.modules["mrcnn"] = None          # the package must not be needed
+    import numpy as np
+    import tensorflow as tf
+    interpreter = tf.lite.Interpreter(model_path=sys.argv[1])
+    runner = interpreter.get_signature_runner("serving_default")
+    data = np.load(sys.argv[2])
+    out = {}
+    for key in sorted(data.files):
+        for i, image in enumerate(data[key]):
+            for name, value in runner(images=image[None]).items():
+                out["{}/{}/{}".format(key, i, name)] = value
+    np.savez(sys.argv[3], **out)
+""")
+
+
 class TinyCenterNet(TinyInferenceConfig):
     MODEL = "centernet"
     IMAGE_MIN_DIM = 64
@@ -74,11 +91,11 @@ def _images():
             "small": rng.integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)}    # upscaled, padded
 
 
-def _run_without_mrcnn(path, images, tmp_path):
+def _run_without_mrcnn(path, images, tmp_path, loader=LOADER):
     data, out = str(tmp_path / "images.npz"), str(tmp_path / "out.npz")
     np.savez(data, **images)
     script = tmp_path / "load.py"
-    script.write_text(LOADER)
+    script.write_text(loader)
     proc = subprocess.run([sys.executable, str(script), path, data, out], capture_output=True,
                           text=True, cwd=str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,6 +134,104 @@ def test_exported_model_equals_detect_without_the_package(arch, tmp_path):
     assert compared > 0, "no detections were compared"
 
 
+def _mask_ious(got, want):
+    """IoU of each pair of masks [K, H, W] (1 where both are empty)."""
+    union = np.logical_or(got, want).sum(axis=(1, 2))
+    inter = np.logical_and(got, want).sum(axis=(1, 2))
+    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+TFLITE_SIZE = (50, 90)                   # fixed at export: downscaled and padded
+
+
+def _tflite_images():
+    return np.random.default_rng(3).integers(0, 256, (3,) + TFLITE_SIZE + (3,), dtype=np.uint8)
+
+
+def test_tflite_graph_gives_detect_results_in_tensorflow(tmp_path, arch="mask_rcnn"):
+    """The graph the TFLite export converts (built-in operations only,
+    float32, batch 1, weights as constants), run by TensorFlow: detect()'s
+    detections. This checks the rewritten operations themselves; the TFLite
+    runtime's own kernels are the next test's."""
+    import tensorflow as tf
+    from mrcnn import portable
+    from mrcnn.export import serving_function
+    model = _model(arch, tmp_path)
+    function = tf.function(serving_function(model, frozen=True), input_signature=[
+        tf.TensorSpec((1,) + TFLITE_SIZE + (3,), tf.uint8)])
+    with portable.builtin_ops():
+        graph = function.get_concrete_function()
+    # No variables: the weights are constants.
+    assert all(t.dtype != tf.resource for t in graph.captured_inputs)
+    compared = 0
+    for image, expected in zip(_tflite_images(), model.detect(list(_tflite_images()))):
+        got = {k: v.numpy()[0] for k, v in graph(tf.constant(image[None])).items()}
+        count = int(got["num_detections"])
+        assert count == len(expected["class_ids"])
+        np.testing.assert_array_equal(got["class_ids"][:count], expected["class_ids"])
+        assert np.abs(got["boxes"][:count] - expected["rois"]).max(initial=0) <= 1
+        np.testing.assert_allclose(got["scores"][:count], expected["scores"], atol=1e-4)
+        ious = _mask_ious(got["masks"][:count].astype(bool),
+                          np.moveaxis(expected["masks"], -1, 0))
+        assert ious.min(initial=1.0) >= 0.98, ious
+        assert not got["masks"][count:].any() and not got["scores"][count:].any()
+        compared += count
+    assert compared > 0, "no detections were compared"
+
+
+@pytest.mark.parametrize("arch", ["mask_rcnn", "centernet", "yolact"])
+def test_tflite_model_matches_detect_with_builtin_ops_only(arch, tmp_path):
+    """Converted with TFLite built-ins only (the converter refuses anything
+    else) and run by the TFLite interpreter (its XNNPACK kernels) in a
+    process without mrcnn: detect()'s detections, within the stated
+    tolerance."""
+    model = _model(arch, tmp_path)
+    path = model.export(str(tmp_path / "model.tflite"), format="tflite",
+                        input_size=TFLITE_SIZE)
+    assert os.path.isfile(path)
+    images = {"wide": _tflite_images()}
+    out = _run_without_mrcnn(path, images, tmp_path, TFLITE_LOADER)
+    k = model.config.DETECTION_MAX_INSTANCES
+    compared = 0
+    for i, expected in enumerate(model.detect(list(images["wide"]))):
+        got = {name: out["wide/{}/{}".format(i, name)][0] for name in
+               ("boxes", "class_ids", "scores", "masks", "num_detections")}
+        assert got["boxes"].shape == (k, 4) and got["masks"].shape == (k,) + TFLITE_SIZE
+        assert got["masks"].dtype == np.uint8 and got["class_ids"].dtype == np.int32
+        count = int(got["num_detections"])
+        assert count == len(expected["class_ids"])
+        np.testing.assert_array_equal(got["class_ids"][:count], expected["class_ids"])
+        assert np.abs(got["boxes"][:count] - expected["rois"]).max(initial=0) <= 1
+        np.testing.assert_allclose(got["scores"][:count], expected["scores"], atol=1e-4)
+        ious = _mask_ious(got["masks"][:count].astype(bool),
+                          np.moveaxis(expected["masks"], -1, 0))
+        assert ious.min(initial=1.0) >= 0.98, ious
+        assert not got["masks"][count:].any() and not got["scores"][count:].any()
+        compared += count
+    assert compared > 0, "no detections were compared"
+
+
+def test_tflite_export_errors_keep_what_was_there(tmp_path, capsys):
+    from mrcnn import export
+    model = _model("mask_rcnn", tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is a folder; a TFLite export is one file"):
+        model.export(str(folder), format="tflite")
+    assert (folder / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="input_size must be positive"):
+        model.export(str(tmp_path / "m.tflite"), format="tflite", input_size=(0, 64))
+    with pytest.raises(ValueError, match="input_size is for the TFLite format"):
+        model.export(str(tmp_path / "saved"), input_size=(64, 64))
+    with pytest.raises(SystemExit):
+        export.build_parser().parse_args(["--weights", "w.h5", "--out", "m.tflite",
+                                          "--format", "tflite", "--input-size", "64x"])
+    assert "expected HEIGHTxWIDTH" in capsys.readouterr().err
+    assert export._parse_size("480x640") == (480, 640) and export._parse_size("96") == (96, 96)
+    assert not os.path.exists(tmp_path / "m.tflite") and not os.path.exists(tmp_path / "saved")
+
+
 def test_export_command_line(tmp_path, capsys):
     from mrcnn import export
     model = _model("centernet", tmp_path)
@@ -131,6 +246,15 @@ def test_export_command_line(tmp_path, capsys):
     assert os.path.isfile(os.path.join(out, "saved_model.pb"))
     # Again over the same folder: replaced, not refused.
     export.main(["--weights", weights, "--out", out])
+    # TFLite: one file, for IMAGE_MAX_DIM square images unless told.
+    lite = str(tmp_path / "lite" / "model.tflite")
+    assert export.main(["--weights", weights, "--format", "tflite", "--out", lite]) == lite
+    import tensorflow as tf
+    details = tf.lite.Interpreter(model_path=lite).get_signature_runner().get_input_details()
+    assert list(details["images"]["shape"]) == [1, 64, 64, 3]
+    with pytest.raises(SystemExit):
+        export.main(["--weights", weights, "--input-size", "64x64", "--out", out])
+    assert "--input-size is for --format tflite" in capsys.readouterr().err
     # Errors name what is wrong and change nothing.
     precious = tmp_path / "precious"
     precious.mkdir()

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import layers as KL
 
+from mrcnn import portable
 from mrcnn.image_meta import parse_image_meta_graph
 
 
@@ -95,7 +96,7 @@ def detect_graph(level_logits, level_distances, strides, window, image_hw,
                           tf.gather(image_scores, keep)[:, None]], axis=1)
         return tf.pad(rows, [[0, max_instances - tf.shape(rows)[0]], [0, 0]])
 
-    return tf.map_fn(one_image, (cand_boxes, cand_scores, cand_classes, height, width),
+    return portable.map_fn(one_image, (cand_boxes, cand_scores, cand_classes, height, width),
                      fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
 
 

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 from keras import layers as KL
 
+from mrcnn import portable
 from mrcnn.box_ops import apply_box_deltas_graph, clip_boxes_graph
 from mrcnn.maskrcnn.detection import _as_float_list
 
@@ -100,13 +101,10 @@ def batched_nms_padded(boxes, scores, max_output_size, iou_threshold):
     """
     def one_image(args):
         image_boxes, image_scores = args
-        keep, valid = tf.raw_ops.NonMaxSuppressionV4(
-            boxes=image_boxes, scores=image_scores, max_output_size=max_output_size,
-            iou_threshold=iou_threshold, score_threshold=float("-inf"),
-            pad_to_max_output_size=True)
-        return keep, valid
+        return portable.nms_padded(image_boxes, image_scores, max_output_size,
+                                   iou_threshold, float("-inf"))
 
-    return tf.map_fn(one_image, (boxes, scores),
+    return portable.map_fn(one_image, (boxes, scores),
                      fn_output_signature=(tf.TensorSpec([max_output_size], tf.int32),
                                           tf.TensorSpec([], tf.int32)))
 

@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 from keras import layers as KL
 
+from mrcnn import portable
 from mrcnn.yolact.box_ops import crop_graph, decode_graph, fast_nms_graph
 
 
@@ -53,7 +54,7 @@ def detect_graph(loc, conf, coef, priors, proto, min_confidence=0.05, nms_thresh
                                 out_scores[:, None]], axis=1)
         return detections * tf.cast(valid, tf.float32)[:, None], out_coef
 
-    detections, det_coef = tf.map_fn(
+    detections, det_coef = portable.map_fn(
         one_image, (boxes, scores, coef),
         fn_output_signature=(tf.TensorSpec([max_instances, 6], tf.float32),
                              tf.TensorSpec([max_instances, None], tf.float32)))
