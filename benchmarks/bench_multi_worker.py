@@ -21,7 +21,6 @@ two single-process runs (the noise), wall times and the machine.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,26 +58,15 @@ def run_training(args):
                       "chief": training.is_chief(model.strategy)}))
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def launch(args, per_worker_batch, workers):
-    ports = free_ports(workers)
+    from mrcnn import training
+    configs = training.local_tf_configs(workers)
     procs = []
     for index in range(workers):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
         env.pop("TF_CONFIG", None)
         if workers > 1:
-            env["TF_CONFIG"] = json.dumps({
-                "cluster": {"worker": ["localhost:{}".format(p) for p in ports]},
-                "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = configs[index]
         command = [sys.executable, os.path.abspath(__file__), "--role", "train",
                    "--per-worker-batch", str(per_worker_batch),
                    "--logs", tempfile.mkdtemp(prefix="bench_multi_worker_")]

@@ -148,6 +148,22 @@ def _tflite_images():
     return np.random.default_rng(3).integers(0, 256, (3,) + TFLITE_SIZE + (3,), dtype=np.uint8)
 
 
+def _assert_same_detections(got, expected):
+    """One image's exported outputs (batch axis removed) against detect()'s
+    result: the same classes in order, boxes within 1 pixel, scores within
+    1e-4, each mask's IoU >= 0.98, zeros past the detections. Returns the
+    number of detections compared."""
+    count = int(got["num_detections"])
+    assert count == len(expected["class_ids"])
+    np.testing.assert_array_equal(got["class_ids"][:count], expected["class_ids"])
+    assert np.abs(got["boxes"][:count] - expected["rois"]).max(initial=0) <= 1
+    np.testing.assert_allclose(got["scores"][:count], expected["scores"], atol=1e-4)
+    ious = _mask_ious(got["masks"][:count].astype(bool), np.moveaxis(expected["masks"], -1, 0))
+    assert ious.min(initial=1.0) >= 0.98, ious
+    assert not got["masks"][count:].any() and not got["scores"][count:].any()
+    return count
+
+
 def test_tflite_graph_gives_detect_results_in_tensorflow(tmp_path, arch="mask_rcnn"):
     """The graph the TFLite export converts (built-in operations only,
     float32, batch 1, weights as constants), run by TensorFlow: detect()'s
@@ -166,16 +182,7 @@ def test_tflite_graph_gives_detect_results_in_tensorflow(tmp_path, arch="mask_rc
     compared = 0
     for image, expected in zip(_tflite_images(), model.detect(list(_tflite_images()))):
         got = {k: v.numpy()[0] for k, v in graph(tf.constant(image[None])).items()}
-        count = int(got["num_detections"])
-        assert count == len(expected["class_ids"])
-        np.testing.assert_array_equal(got["class_ids"][:count], expected["class_ids"])
-        assert np.abs(got["boxes"][:count] - expected["rois"]).max(initial=0) <= 1
-        np.testing.assert_allclose(got["scores"][:count], expected["scores"], atol=1e-4)
-        ious = _mask_ious(got["masks"][:count].astype(bool),
-                          np.moveaxis(expected["masks"], -1, 0))
-        assert ious.min(initial=1.0) >= 0.98, ious
-        assert not got["masks"][count:].any() and not got["scores"][count:].any()
-        compared += count
+        compared += _assert_same_detections(got, expected)
     assert compared > 0, "no detections were compared"
 
 
@@ -198,16 +205,7 @@ def test_tflite_model_matches_detect_with_builtin_ops_only(arch, tmp_path):
                ("boxes", "class_ids", "scores", "masks", "num_detections")}
         assert got["boxes"].shape == (k, 4) and got["masks"].shape == (k,) + TFLITE_SIZE
         assert got["masks"].dtype == np.uint8 and got["class_ids"].dtype == np.int32
-        count = int(got["num_detections"])
-        assert count == len(expected["class_ids"])
-        np.testing.assert_array_equal(got["class_ids"][:count], expected["class_ids"])
-        assert np.abs(got["boxes"][:count] - expected["rois"]).max(initial=0) <= 1
-        np.testing.assert_allclose(got["scores"][:count], expected["scores"], atol=1e-4)
-        ious = _mask_ious(got["masks"][:count].astype(bool),
-                          np.moveaxis(expected["masks"], -1, 0))
-        assert ious.min(initial=1.0) >= 0.98, ious
-        assert not got["masks"][count:].any() and not got["scores"][count:].any()
-        compared += count
+        compared += _assert_same_detections(got, expected)
     assert compared > 0, "no detections were compared"
 
 

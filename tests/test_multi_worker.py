@@ -10,7 +10,6 @@ TF_CONFIG, as a cluster launcher starts them.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,30 +24,31 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": ["localhost:{}".format(p) for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return training.local_tf_configs(len(ports), ports)[index]
+
+
+def test_local_tf_configs_name_one_cluster_of_free_ports():
+    configs = [json.loads(c) for c in training.local_tf_configs(3)]
+    hosts = configs[0]["cluster"]["worker"]
+    assert len(set(hosts)) == 3 and all(h.startswith("localhost:") for h in hosts)
+    assert [c["cluster"]["worker"] for c in configs] == [hosts] * 3
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert strategylib.cluster_from_env({"TF_CONFIG": json.dumps(configs[2])}) == {
+        "task_type": "worker", "task_index": 2, "workers": 3}
+    with pytest.raises(ValueError, match="1 ports for 2 workers"):
+        training.local_tf_configs(2, [2222])
 
 
 def run_workers(script, args, tmp_path, timeout=300, kill=None):
     """Start one process per worker; returns their CompletedProcess-like
     (returncode, stdout, stderr) once all exit."""
-    ports = free_ports(2)
+    configs = training.local_tf_configs(2)
     path = tmp_path / "worker.py"
     path.write_text(script)
     procs = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=tf_config(ports, index), PYTHONPATH=os.pathsep.join(
+        env = dict(os.environ, TF_CONFIG=configs[index], PYTHONPATH=os.pathsep.join(
             [TESTS, ROOT, os.environ.get("PYTHONPATH", "")]), TF_CPP_MIN_LOG_LEVEL="2")
         procs.append(subprocess.Popen([sys.executable, str(path)] + [str(a) for a in args],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -114,7 +114,7 @@ def test_without_tf_config_training_is_single_process(monkeypatch):
 
 def test_gpu_count_above_one_on_a_worker_without_gpus_is_a_clear_error(monkeypatch):
     from mrcnn.config import Config
-    monkeypatch.setenv("TF_CONFIG", tf_config(free_ports(2), 0))
+    monkeypatch.setenv("TF_CONFIG", training.local_tf_configs(2)[0])
     monkeypatch.setattr(strategylib, "_MULTI_WORKER", {})
     config = Config()
     config.GPU_COUNT = 2
@@ -139,7 +139,7 @@ except RuntimeError as error:
 def test_multi_worker_after_tensorflow_ran_says_what_to_do(tmp_path):
     script = tmp_path / "late.py"
     script.write_text(LATE)
-    env = dict(os.environ, TF_CONFIG=tf_config(free_ports(2), 0), TF_CPP_MIN_LOG_LEVEL="2",
+    env = dict(os.environ, TF_CONFIG=training.local_tf_configs(2)[0], TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([TESTS, ROOT]))
     result = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=120)

@@ -27,8 +27,8 @@ from mrcnn.training.optimizer import (WarmupSchedule, build_optimizer, current_l
                                       set_learning_rate_scale)
 from mrcnn.training.distributed import WorkerLostError, fit_multi_worker, sync_from_chief
 from mrcnn.training.strategy import (cluster_from_env, distribution_strategy, is_chief,
-                                     is_multi_worker, multi_worker_strategy,
-                                     start_multi_worker)
+                                     is_multi_worker, local_tf_configs,
+                                     multi_worker_strategy, start_multi_worker)
 from mrcnn.training.trainable import backbone_presets, set_trainable
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "set_trainable", "log_dir_name", "checkpoint_pattern", "parse_checkpoint_path",
     "find_last_checkpoint", "remove_partial_checkpoints", "CheckpointCallback",
     "StopOnNonFiniteLoss", "TimeBudget", "distribution_strategy", "cluster_from_env",
-    "multi_worker_strategy", "is_multi_worker", "is_chief", "fit_multi_worker",
+    "multi_worker_strategy", "is_multi_worker", "local_tf_configs", "is_chief", "fit_multi_worker",
     "sync_from_chief", "training_callbacks", "start_multi_worker",
     "WorkerLostError",
 ]

@@ -72,6 +72,32 @@ def cluster_from_env(environ=None):
     return {"task_type": task_type, "task_index": task_index, "workers": workers}
 
 
+def local_tf_configs(workers, ports=None):
+    """``TF_CONFIG`` values for ``workers`` training processes on this
+    machine (localhost, one free TCP port each unless ``ports`` are given),
+    worker 0 the chief: a list of JSON strings, one per process, to try
+    multi-worker training without a cluster::
+
+        for index, value in enumerate(local_tf_configs(2)):
+            subprocess.Popen(command, env=dict(os.environ, TF_CONFIG=value))
+    """
+    if ports is None:
+        import socket
+        sockets = [socket.socket() for _ in range(workers)]
+        try:
+            for s in sockets:
+                s.bind(("localhost", 0))
+            ports = [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+    if len(ports) != workers:
+        raise ValueError("{} ports for {} workers".format(len(ports), workers))
+    hosts = ["localhost:{}".format(p) for p in ports]
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(workers)]
+
+
 def multi_worker_strategy(config):
     """The process's ``MultiWorkerMirroredStrategy`` for the cluster in
     ``TF_CONFIG``, with ``config.GPU_COUNT`` local replicas (the first
