@@ -209,19 +209,27 @@ def _box_taps(size, start, end, mask_size):
 
 def paste_masks_vectorized_graph(masks, boxes, original_hw, threshold=0.5):
     """``paste_masks_graph`` without a loop over the masks (TFLite, where
-    graph loops are not built in): every mask is sampled at every pixel of
-    the image, [K, H, W] at once; weights in float32 rather than float64,
-    so a pixel whose value is within float32 rounding of ``threshold`` can
-    differ."""
+    graph loops are not built in): each mask is resized to the whole image
+    by two matrix products with its interpolation matrices (two non-zero
+    taps per row, so the same sums as the gathers of ``imaging``), [K, H, W]
+    at once; weights in float32 rather than float64, so a pixel whose value
+    is within float32 rounding of ``threshold`` can differ."""
     height, width = original_hw[0], original_hw[1]
     masks = tf.cast(masks, tf.float32)
     boxes = tf.cast(boxes, tf.int32)
-    i0, w0, i1, w1, in_rows = _box_taps(height, boxes[:, 0], boxes[:, 2], tf.shape(masks)[1])
-    j0, v0, j1, v1, in_cols = _box_taps(width, boxes[:, 1], boxes[:, 3], tf.shape(masks)[2])
-    rows = (tf.gather(masks, i0, axis=1, batch_dims=1) * w0[:, :, None]
-            + tf.gather(masks, i1, axis=1, batch_dims=1) * w1[:, :, None])     # [K, H, m]
-    part = (tf.gather(rows, j0, axis=2, batch_dims=1) * v0[:, None, :]
-            + tf.gather(rows, j1, axis=2, batch_dims=1) * v1[:, None, :])      # [K, H, W]
+    mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
+
+    def interpolation(size, start, end, mask_size):
+        # [K, size, mask_size]: row p holds pixel p's two taps into the mask
+        # (zero outside the box).
+        i0, w0, i1, w1, inside = _box_taps(size, start, end, mask_size)
+        weights = (tf.one_hot(i0, mask_size) * w0[..., None]
+                   + tf.one_hot(i1, mask_size) * w1[..., None])
+        return weights * tf.cast(inside, tf.float32)[..., None], inside
+
+    rows, in_rows = interpolation(height, boxes[:, 0], boxes[:, 2], mask_h)   # [K, H, m]
+    cols, in_cols = interpolation(width, boxes[:, 1], boxes[:, 3], mask_w)    # [K, W, m]
+    part = tf.matmul(tf.matmul(rows, masks), cols, transpose_b=True)           # [K, H, W]
     inside = in_rows[:, :, None] & in_cols[:, None, :]
     return tf.cast((part >= threshold) & inside, tf.uint8)
 
