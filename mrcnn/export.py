@@ -182,11 +182,28 @@ def _input_size(model, input_size):
     return height, width
 
 
+def _float32_model(model):
+    """``model``, or for a mixed-precision one (MIXED_PRECISION "bfloat16"
+    or "float16", whose graph casts to types TFLite's built-in kernels do
+    not take) a float32 model of the same configuration with its weights
+    (which are float32 in both)."""
+    import copy
+
+    if model.config.dtype_policy_name() == "float32":
+        return model
+    config = copy.copy(model.config)
+    config.MIXED_PRECISION = False
+    twin = type(model)("inference", config, model.model_dir)
+    twin.keras_model.set_weights(model.keras_model.get_weights())
+    return twin
+
+
 def export_tflite(model, path, input_size=None):
     """Write ``model`` (inference mode) to the file ``path`` as a TFLite
     model for one uint8 image of ``input_size`` (height, width; default
     IMAGE_MAX_DIM square) with the outputs of the module docstring, built
-    from TFLite's built-in operations only. An existing file there is
+    from TFLite's built-in operations only, in float32 (a mixed-precision
+    model is exported as its float32 twin). An existing file there is
     replaced only once the new one is complete; a folder is refused.
     Returns ``path``."""
     import tempfile
@@ -194,6 +211,7 @@ def export_tflite(model, path, input_size=None):
     import tensorflow as tf
 
     height, width = _input_size(model, input_size)
+    model = _float32_model(model)
     serve = serving_function(model, frozen=True)
     path = os.path.abspath(path)
     if os.path.isdir(path):

@@ -187,6 +187,42 @@ def test_tflite_model_matches_detect_with_builtin_ops_only(arch, tmp_path):
     assert compared > 0, "no detections were compared"
 
 
+def test_tflite_export_of_a_bfloat16_model_without_detections(tmp_path):
+    """MIXED_PRECISION="bfloat16" (the fast setting on CPUs with bfloat16
+    arithmetic) casts to types TFLite's built-ins lack: the export uses the
+    float32 model of the same configuration and weights."""
+    import tensorflow as tf
+    config = TinyInferenceConfig()
+    config.MIXED_PRECISION = "bfloat16"
+    keras.utils.set_random_seed(5)
+    model = modellib.create_model("inference", config, str(tmp_path))
+    # Every ROI background: an image without detections, which the TFLite
+    # model must return as such (empty tensors inside).
+    layer = model.keras_model.get_layer("mrcnn_class_logits")
+    kernel, _ = layer.get_weights()
+    layer.set_weights([kernel * 0, np.array([10.0, -10.0, -10.0, -10.0], np.float32)])
+    path = model.export(str(tmp_path / "bf16.tflite"), format="tflite")
+    runner = tf.lite.Interpreter(model_path=path).get_signature_runner()
+    image = np.random.default_rng(4).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    got = {k: v[0] for k, v in runner(images=image).items()}
+    assert len(model.detect(list(image))[0]["class_ids"]) == 0
+    assert int(got["num_detections"]) == 0 and got["masks"].shape[1:] == (64, 64)
+    assert not got["masks"].any() and not got["boxes"].any()
+    assert keras.config.dtype_policy().name == "float32"      # nothing leaked
+    # What was converted: the same configuration in float32, with the
+    # bfloat16 model's weights.
+    from mrcnn import export
+    twin = export._float32_model(model)
+    assert twin is not model and twin.config.MIXED_PRECISION is False
+    assert model.config.MIXED_PRECISION == "bfloat16"
+    assert {v.dtype for v in twin.keras_model.weights} == {"float32"}
+    assert twin.keras_model.layers[-1].compute_dtype == "float32"
+    assert len(twin.keras_model.weights) == len(model.keras_model.weights)
+    for a, b in zip(twin.keras_model.weights, model.keras_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert export._float32_model(twin) is twin
+
+
 def test_tflite_export_errors_keep_what_was_there(tmp_path, capsys):
     from mrcnn import export
     model = _model("mask_rcnn", tmp_path)
