@@ -20,6 +20,11 @@ Usage (from the repository root):
     python benchmarks/bench_inference.py --only yolact_resnet50@550 --only resnet50@1024
     python benchmarks/bench_inference.py --only centernet_resnet50@512 --only resnet50@512
     python benchmarks/bench_inference.py --precision float32
+    python benchmarks/bench_inference.py --only resnet50@1024 --detections 10  # a typical photo
+
+``--detections N`` sets each case's DETECTION_MIN_CONFIDENCE so that the
+image gives exactly N detections (of DETECTION_MAX_INSTANCES slots), the
+case of a real photo with a handful of objects.
 
 Every case runs in float32 and with ``MIXED_PRECISION = "bfloat16"`` (the
 default ``--precision both``); bfloat16 pays off on CPUs with AMX or
@@ -64,7 +69,7 @@ RATIOS = [("yolact_resnet50@550", "resnet50@1024", 1 / 3),
           ("centernet2_resnet50@1024", "resnet50@1024", None)]
 
 
-def run_case(name, runs, precision):
+def run_case(name, runs, precision, wanted=None):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -93,10 +98,23 @@ def run_case(name, runs, precision):
         # detection with a mask, the worst case.
         BenchConfig.DETECTION_MIN_CONFIDENCE = 0.0
 
-    keras.utils.set_random_seed(0)
-    model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
     shape = (1024, 1024, 3) if arch == "yolact" else (768, 1024, 3)
     image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    if wanted is not None:
+        # A threshold between the wanted-th and the next score of all the
+        # slots: the same network then returns exactly that many detections
+        # (NMS keeps boxes in score order, so dropping lower scores first
+        # changes nothing above them).
+        BenchConfig.DETECTION_MIN_CONFIDENCE = 0.0
+        keras.utils.set_random_seed(0)
+        model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
+        scores = np.sort(model.detect([image])[0]["scores"])[::-1]
+        if len(scores) <= wanted:
+            raise SystemExit("{}: only {} detections at confidence 0; --detections {} "
+                             "cannot be met".format(name, len(scores), wanted))
+        BenchConfig.DETECTION_MIN_CONFIDENCE = float(scores[wanted - 1] + scores[wanted]) / 2
+    keras.utils.set_random_seed(0)
+    model = modellib.create_model("inference", BenchConfig(), "/tmp/bench_inference_logs")
     for _ in range(2):
         detections = len(model.detect([image])[0]["class_ids"])
     times = []
@@ -152,18 +170,24 @@ def main():
     parser.add_argument("--only", choices=sorted(CASES), action="append")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
+    parser.add_argument("--detections", type=int, default=None, metavar="N",
+                        help="set each case's DETECTION_MIN_CONFIDENCE so that the image "
+                             "gives exactly N detections (default: the case's own setting)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.detections is not None and args.detections < 1:
+        parser.error("--detections must be at least 1")
     if args.case:
-        print(json.dumps(run_case(args.case, args.runs, args.precision)))
+        print(json.dumps(run_case(args.case, args.runs, args.precision, args.detections)))
         return
     results = []
     precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
     cases = [(name, precision) for name in args.only or list(CASES) for precision in precisions]
     for name, precision in cases:
         print("running", name, precision, file=sys.stderr)
+        extra = [] if args.detections is None else ["--detections", str(args.detections)]
         out = subprocess.run([sys.executable, __file__, "--case", name, "--runs",
-                              str(args.runs), "--precision", precision],
+                              str(args.runs), "--precision", precision] + extra,
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit("case {} ({}) failed:\n{}".format(name, precision,

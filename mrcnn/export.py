@@ -30,8 +30,9 @@ delegate; ``mrcnn.portable`` gives the graph's other operations in built-in
 form while it is traced), float32 throughout, the weights as constants.
 Its detections match ``detect()``'s on images of that size: the same
 classes, boxes within 1 pixel, scores within 1e-4, masks equal but for
-pixels whose value is within float rounding of the 0.5 threshold (each
-mask's IoU >= 0.98 in ``tests/test_export.py``).
+pixels whose value is within float rounding of the 0.5 threshold (at
+most 10% of each mask's pixels in ``tests/test_export.py``, whose random
+weights give masks that hover around the threshold).
 
 Usage::
 

@@ -234,6 +234,82 @@ class PositiveRois(KL.Layer):
         return tuple(shape)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectedRois(KL.Layer):
+    """The boxes of the detection slots that hold a detection in some image
+    of the batch.
+
+    Input: detections [batch, D, (y1, x1, y2, x2, class_id, score)]
+    normalised, each image's detections first and zeros after them (the
+    detection layers of every mode pad so). Output: boxes [batch, K, 4], K =
+    the largest number of detections of an image in the batch (at least 1).
+    The mask head runs on these only: with D = DETECTION_MAX_INSTANCES = 100
+    and a handful of objects, running it on every slot (as the reference
+    did) cost more than the backbone. ``PadDetectionMasks`` restores the D
+    slots. While ``portable.builtin_ops()`` is active (TFLite export), K = D:
+    the exported graph keeps static shapes.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, detections):
+        boxes = detections[..., :4]
+        if portable.active():
+            return boxes
+        found = tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1)
+        count = tf.clip_by_value(tf.reduce_max(found), 1, tf.shape(detections)[1])
+        return boxes[:, :count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, 4)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PadDetectionMasks(KL.Layer):
+    """Masks of the first K detection slots -> masks of all D slots.
+
+    Inputs: masks [batch, K, h, w, classes] (the mask head on
+    ``DetectedRois``), detections [batch, D, 6]. Output: [batch, D, h, w,
+    classes] float32, zero in every slot without a detection (class id 0).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        masks, detections = inputs
+        masks = tf.cast(masks, tf.float32)
+        slots = tf.shape(detections)[1]
+        masks = tf.pad(masks, [[0, 0], [0, slots - tf.shape(masks)[1]], [0, 0], [0, 0], [0, 0]])
+        found = tf.cast(detections[..., 4] > 0, tf.float32)
+        return masks * found[:, :, None, None, None]
+
+    def compute_output_shape(self, input_shape):
+        masks, detections = input_shape
+        return (masks[0], detections[1]) + tuple(masks[2:])
+
+
+def build_detection_mask_graph(detections, feature_maps, image_meta, pool_size, num_classes,
+                               conv_channels=256, levels=(2, 3, 4, 5)):
+    """The inference graph's masks: the FPN mask head (inference-mode batch
+    norm) on the detection slots that hold detections (``DetectedRois``,
+    named ``detection_boxes``), padded back to every slot
+    (``PadDetectionMasks``, named ``detection_masks``).
+
+    detections: [batch, D, (y1, x1, y2, x2, class_id, score)] normalised.
+    Returns masks [batch, D, 2 * pool_size, 2 * pool_size, num_classes],
+    zero in the slots without a detection. The ``mrcnn_mask`` layer's own
+    output (``run_graph``) holds only the first K slots.
+    """
+    boxes = DetectedRois(name="detection_boxes")(detections)
+    masks = build_fpn_mask_graph(boxes, feature_maps, image_meta, pool_size, num_classes,
+                                 train_bn=False, conv_channels=conv_channels, levels=levels)
+    return PadDetectionMasks(name="detection_masks")([masks, detections])
+
+
 def positive_mask_rois(rois, target_class_ids, config):
     """The training graph's ROIs for the mask head: the slots of
     DetectionTargetLayer's ``rois`` that hold positives (``PositiveRois``),

@@ -62,3 +62,31 @@ def test_mask_head_rois_are_the_positive_prefix_and_the_mask_loss_is_unchanged()
         t = targets[b, i]
         terms.append(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
     np.testing.assert_allclose(float(full), np.mean(terms), rtol=1e-4)
+
+
+def test_detection_masks_run_on_the_detected_slots_and_zero_the_rest():
+    """DetectedRois keeps the slots up to the largest detection count of the
+    batch; PadDetectionMasks restores every slot with zeros where there is
+    no detection. Inside portable.builtin_ops() every slot is kept."""
+    from mrcnn import portable
+    from mrcnn.roi_heads import DetectedRois, PadDetectionMasks
+    rng = np.random.RandomState(1)
+    detections = np.zeros((2, 6, 6), np.float32)
+    detections[:, :, :4] = rng.rand(2, 6, 4)
+    detections[0, :3, 4] = [2, 1, 3]          # 3 detections in image 0
+    detections[1, :1, 4] = [1]                # 1 in image 1
+    detections[..., 5] = detections[..., 4] > 0
+    boxes = DetectedRois()(detections).numpy()
+    np.testing.assert_array_equal(boxes, detections[:, :3, :4])
+    with portable.builtin_ops():
+        assert DetectedRois()(detections).shape == (2, 6, 4)
+    # No detection anywhere: one slot, its mask zeroed below.
+    empty = np.zeros_like(detections)
+    assert DetectedRois()(empty).shape == (2, 1, 4)
+    masks = rng.uniform(0.1, 1, (2, 3, 4, 4, 2)).astype(np.float32)
+    padded = PadDetectionMasks()([masks, detections]).numpy()
+    assert padded.shape == (2, 6, 4, 4, 2)
+    np.testing.assert_array_equal(padded[0, :3], masks[0])
+    np.testing.assert_array_equal(padded[1, :1], masks[1, :1])
+    assert not padded[0, 3:].any() and not padded[1, 1:].any()
+    assert not PadDetectionMasks()([masks[:, :1], empty]).numpy().any()

@@ -48,7 +48,8 @@ from mrcnn.centernet.targets import build_targets, candidate_targets, level_shap
 from mrcnn.config import RESIZE_MODES, _is_int, _nearest_multiple
 from mrcnn.data import load_image_gt, mold_image, select_instances
 from mrcnn.modelbase import ModelBase
-from mrcnn.roi_heads import NormBoxes, SliceRois, build_fpn_mask_graph, positive_mask_rois
+from mrcnn.roi_heads import (NormBoxes, SliceRois, build_detection_mask_graph, build_fpn_mask_graph,
+                              positive_mask_rois)
 from mrcnn.roi_sampling import DetectionTargetLayer
 from mrcnn.training import DetectionModel, LossLayer
 
@@ -229,10 +230,10 @@ class CenterNet(ModelBase):
             detections = DetectionLayer(config, name="centernet_detection")(
                 [proposal_boxes, scores, deltas, input_image_meta])
             outputs = [proposals]
-        detection_boxes = SliceRois(columns=4, name="detection_boxes")(detections)
-        masks = build_fpn_mask_graph(detection_boxes, roi_maps, input_image_meta,
-                                     config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=False,
-                                     conv_channels=config.MASK_HEAD_CHANNELS, levels=(3, 4, 5))
+        masks = build_detection_mask_graph(detections, roi_maps, input_image_meta,
+                                           config.MASK_POOL_SIZE, config.NUM_CLASSES,
+                                           conv_channels=config.MASK_HEAD_CHANNELS,
+                                           levels=(3, 4, 5))
         # Per-level class heatmaps, for run_graph (the points' sigmoid scores).
         heatmaps = [KL.Activation("sigmoid", name="centernet_heatmap_p{}".format(3 + i),
                                   dtype="float32")(x) for i, x in enumerate(level_logits)]

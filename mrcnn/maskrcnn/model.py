@@ -25,11 +25,11 @@ from mrcnn.backbone import build_feature_pyramid, compute_backbone_shapes
 from mrcnn.config import RESIZE_MODES, _is_int, _nearest_multiple
 from mrcnn.maskrcnn import losses
 from mrcnn.maskrcnn.detection import DetectionLayer, DetectionTargetLayer
-from mrcnn.maskrcnn.heads import NormBoxes, SliceRois, fpn_classifier_graph
+from mrcnn.maskrcnn.heads import NormBoxes, fpn_classifier_graph
 from mrcnn.maskrcnn.rpn import ProposalLayer, build_rpn_model
 from mrcnn.maskrcnn.targets import _training_sample
 from mrcnn.modelbase import ModelBase, log
-from mrcnn.roi_heads import build_fpn_mask_graph, positive_mask_rois
+from mrcnn.roi_heads import build_detection_mask_graph, build_fpn_mask_graph, positive_mask_rois
 from mrcnn.training import DetectionModel, LossLayer
 
 LOSS_NAMES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
@@ -291,9 +291,9 @@ class MaskRCNN(ModelBase):
         detections = DetectionLayer(config, name="mrcnn_detection")(
             [rpn_rois, mrcnn_class, mrcnn_bbox, image_meta])
         # Create masks for detections
-        detection_boxes = SliceRois(columns=4, name="detection_boxes")(detections)
-        mrcnn_mask = self._forward_mask(detection_boxes, feature_maps, image_meta, config,
-                                        False)
+        mrcnn_mask = build_detection_mask_graph(
+            detections, feature_maps, image_meta, config.MASK_POOL_SIZE, config.NUM_CLASSES,
+            conv_channels=config.MASK_HEAD_CHANNELS)
         return DetectionModel(list(inputs.values()),
                               [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                                rpn_rois, rpn_class, rpn_bbox], name='mask_rcnn')
