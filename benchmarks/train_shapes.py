@@ -111,6 +111,8 @@ def main():
         "median_step_s": round(float(np.median(step_times)), 3) if step_times else None,
         "final_losses": {k: round(float(v[-1]), 4) for k, v in history.history.items()
                          if k != "val_mAP"},
+        "history": {k: [round(float(x), 4) for x in v] for k, v in history.history.items()},
+        "epoch_minutes": [round(t / 60, 2) for t in epoch_ends],
         "curve": [{"epoch": epoch, "minutes": round(epoch_ends[epoch - 1] / 60, 2),
                    "val_mAP@0.5 (10 images)": round(value, 4)}
                   for epoch, value in (curve.history if curve else [])],
