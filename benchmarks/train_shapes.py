@@ -10,6 +10,10 @@ Usage (from the repository root):
     python benchmarks/train_shapes.py --arch yolact    # the YOLACT mode
     python benchmarks/train_shapes.py --arch centernet --set CENTERNET_TWO_STAGE=true
 
+The same checkpoint is also evaluated with bfloat16 inference
+(``MIXED_PRECISION = "bfloat16"``; target: mAP within 0.01 of float32)
+unless ``--no-bfloat16-check``.
+
 With ``--curve N`` the mAP@0.5 on the first 10 validation images is also
 measured every N epochs (the learning curve, in the JSON; its evaluation
 time counts against the budget).
@@ -50,6 +54,9 @@ def main():
                              "JSON), e.g. CENTERNET_TWO_STAGE=true; repeatable")
     parser.add_argument("--curve", type=int, default=0, metavar="N",
                         help="also measure mAP@0.5 on 10 validation images every N epochs")
+    parser.add_argument("--no-bfloat16-check", dest="bfloat16_check", action="store_false",
+                        help="skip evaluating the same checkpoint with MIXED_PRECISION="
+                             "'bfloat16' inference (by default both are reported)")
     args = parser.parse_args()
 
     import keras
@@ -98,12 +105,22 @@ def main():
     infer, checkpoint = shapes.inference_model(model_dir, "last", inference_config)
     eval_start = time.time()
     scores = shapes.evaluate(infer, dataset_val)
+    eval_seconds = time.time() - eval_start
+    scores_bf16 = None
+    if args.bfloat16_check:
+        inference_config.MIXED_PRECISION = "bfloat16"
+        infer_bf16, _ = shapes.inference_model(model_dir, checkpoint, inference_config)
+        scores_bf16 = shapes.evaluate(infer_bf16, dataset_val)
     result = {
         "benchmark": "train_shapes",
         "arch": args.arch,
         "settings": dict(args.set_values),
-        "target": {"mAP@0.5": 0.90, "minutes": 15},
+        "target": {"mAP@0.5": 0.90, "minutes": 15,
+                   "bfloat16 inference mAP within": 0.01},
         "scores": scores,
+        "scores_bfloat16_inference": scores_bf16,
+        "bfloat16_mAP@0.5_delta": scores_bf16 and round(
+            scores_bf16["mAP@0.5"] - scores["mAP@0.5"], 4),
         "training_minutes": round(train_seconds / 60, 2),
         "epochs": len(history.epoch),
         "steps": len(step_times),
@@ -116,7 +133,7 @@ def main():
         "curve": [{"epoch": epoch, "minutes": round(epoch_ends[epoch - 1] / 60, 2),
                    "val_mAP@0.5 (10 images)": round(value, 4)}
                   for epoch, value in (curve.history if curve else [])],
-        "evaluation_s": round(time.time() - eval_start, 1),
+        "evaluation_s": round(eval_seconds, 1),
         "checkpoint": checkpoint,
         "machine": machine_info(),
     }
