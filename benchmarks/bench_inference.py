@@ -69,7 +69,7 @@ RATIOS = [("yolact_resnet50@550", "resnet50@1024", 1 / 3),
           ("centernet2_resnet50@1024", "resnet50@1024", None)]
 
 
-def run_case(name, runs, precision, wanted=None):
+def run_case(name, runs, precision, wanted=None, xla=False):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -145,6 +145,19 @@ def run_case(name, runs, precision, wanted=None):
         t = time.perf_counter()
         [o.numpy() for o in fn(x)]
         b_times.append(time.perf_counter() - t)
+    xla_median = None
+    if xla:
+        # The same backbone compiled by XLA (jit_compile), for the decision
+        # whether any part of inference should use it.
+        xla_fn = tf.function(lambda x: backbone_model(x, training=False), jit_compile=True)
+        for _ in range(2):
+            xla_fn(x)
+        xla_times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            [o.numpy() for o in xla_fn(x)]
+            xla_times.append(time.perf_counter() - t)
+        xla_median = round(statistics.median(xla_times), 3)
     flops = 0
     for layer in backbone_model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -158,6 +171,7 @@ def run_case(name, runs, precision, wanted=None):
         "detect_median_s": round(statistics.median(times), 3),
         "detect_min_s": round(min(times), 3),
         "backbone_median_s": round(b_median, 3),
+        "backbone_xla_median_s": xla_median,
         "backbone_gflop": round(flops / 1e9, 1),
         "backbone_gflops_per_s": round(flops / 1e9 / b_median, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -173,12 +187,15 @@ def main():
     parser.add_argument("--detections", type=int, default=None, metavar="N",
                         help="set each case's DETECTION_MIN_CONFIDENCE so that the image "
                              "gives exactly N detections (default: the case's own setting)")
+    parser.add_argument("--xla", action="store_true",
+                        help="also time the backbone compiled with XLA (jit_compile)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.detections is not None and args.detections < 1:
         parser.error("--detections must be at least 1")
     if args.case:
-        print(json.dumps(run_case(args.case, args.runs, args.precision, args.detections)))
+        print(json.dumps(run_case(args.case, args.runs, args.precision, args.detections,
+                                  args.xla)))
         return
     results = []
     precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
@@ -186,6 +203,7 @@ def main():
     for name, precision in cases:
         print("running", name, precision, file=sys.stderr)
         extra = [] if args.detections is None else ["--detections", str(args.detections)]
+        extra += ["--xla"] if args.xla else []
         out = subprocess.run([sys.executable, __file__, "--case", name, "--runs",
                               str(args.runs), "--precision", precision] + extra,
                              capture_output=True, text=True)
