@@ -136,35 +136,29 @@ def run_case(name, runs, precision, wanted=None, xla=False):
     else:
         pyramid = fpn_graph(c2, c3, c4, c5, 256)
     backbone_model = keras.Model(image_input, pyramid)
-    fn = tf.function(lambda x: backbone_model(x, training=False))
     x = tf.random.uniform((1, size, size, 3))
-    for _ in range(2):
-        fn(x)
-    b_times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        [o.numpy() for o in fn(x)]
-        b_times.append(time.perf_counter() - t)
-    xla_median = None
-    if xla:
-        # The same backbone compiled by XLA (jit_compile), for the decision
-        # whether any part of inference should use it.
-        xla_fn = tf.function(lambda x: backbone_model(x, training=False), jit_compile=True)
+
+    def median_seconds(jit_compile):
+        fn = tf.function(lambda x: backbone_model(x, training=False), jit_compile=jit_compile)
         for _ in range(2):
-            xla_fn(x)
-        xla_times = []
+            fn(x)
+        times = []
         for _ in range(runs):
             t = time.perf_counter()
-            [o.numpy() for o in xla_fn(x)]
-            xla_times.append(time.perf_counter() - t)
-        xla_median = round(statistics.median(xla_times), 3)
+            [o.numpy() for o in fn(x)]
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    b_median = median_seconds(False)
+    # The same backbone compiled by XLA (jit_compile), for the decision
+    # whether any part of inference should use it.
+    xla_median = round(median_seconds(True), 3) if xla else None
     flops = 0
     for layer in backbone_model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             out_h, out_w = layer.output.shape[1:3]
             kh, kw = layer.kernel_size
             flops += 2 * out_h * out_w * kh * kw * layer.kernel.shape[2] * layer.filters
-    b_median = statistics.median(b_times)
     return {
         "case": name, "model": arch, "precision": precision, "backbone": backbone,
         "image_size": size, "detections": detections,
