@@ -27,6 +27,18 @@ to a padded square, torchvision to the longer side), and for training a
 torch.bfloat16)`` on theirs. Both train with frozen batch normalisation in
 the backbone (our TRAIN_BN = False default; torchvision's FrozenBatchNorm2d,
 as when fine-tuning) and SGD. Prints one JSON object.
+
+The two networks differ in arithmetic: the reference's RPN convolution has
+512 channels (torchvision's 256: at 1024 px about 200 against 77 GFLOP),
+our default "square" resize mode pads the 1024x768 photo to 1024x1024
+(torchvision runs it at 1024x768: a third fewer backbone pixels), and we
+sample 200 training ROIs per image to torchvision's 512. So a third process
+(``--no-matched`` skips it) runs torchvision rebuilt with our arithmetic:
+a 512-channel RPN convolution, the image padded to a square the same way,
+200 training ROIs a third positive. ``ratio_same_arithmetic`` = ours /
+that: the speed of the implementation, where ``ratio`` is the speed of the
+default network against torchvision's. ``detections`` / ``first_loss`` list
+ours, torchvision's and the matched one's.
 """
 
 import argparse
@@ -118,22 +130,57 @@ def one_image_dataset(data):
 # ---------------------------------------------------------------------------
 
 class Torchvision(object):
-    def __init__(self, data):
+    """torchvision's Mask R-CNN as shipped (``matched=False``), or rebuilt to
+    do our arithmetic (``matched=True``): the reference's 512-channel RPN
+    convolution (torchvision's has 256), images padded to a square as our
+    default IMAGE_RESIZE_MODE "square" does (torchvision keeps the aspect
+    ratio: 1024x768 instead of 1024x1024), and our training ROI sampling (200
+    per image, a third positive; torchvision's 512, a quarter)."""
+
+    def __init__(self, data, matched=False):
         import torch
         self.torch = torch
         self.data = data
+        self.matched = matched
         self.models = {}
 
     def build(self, size):
         import torchvision
         from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
         from torchvision.models.detection.mask_rcnn import MaskRCNN
+        from torchvision.models.detection.rpn import RPNHead
         from torchvision.ops.misc import FrozenBatchNorm2d
         self.torch.manual_seed(0)
         backbone = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
         backbone = _resnet_fpn_extractor(backbone, 5)      # all layers trainable
+        options = {}
+        if self.matched:
+            nn = self.torch.nn
+            head = RPNHead(256, 3)
+            head.conv = nn.Sequential(nn.Conv2d(256, 512, 3, padding=1), nn.ReLU(inplace=True))
+            head.cls_logits = nn.Conv2d(512, 3, 1)
+            head.bbox_pred = nn.Conv2d(512, 12, 1)
+            for layer in head.modules():
+                if isinstance(layer, nn.Conv2d):
+                    nn.init.normal_(layer.weight, std=0.01)
+                    nn.init.constant_(layer.bias, 0)
+            options = dict(rpn_head=head, box_batch_size_per_image=200,
+                           box_positive_fraction=0.33)
         return MaskRCNN(backbone, num_classes=91, min_size=size, max_size=size,
-                        box_score_thresh=0.0, box_detections_per_img=100)
+                        box_score_thresh=0.0, box_detections_per_img=100, **options)
+
+    def square(self, image, size):
+        """image [3, H, W] scaled so its longer side is ``size`` and padded
+        with zeros to size x size, centred (our "square" resize mode)."""
+        import torch.nn.functional as F
+        h, w = image.shape[1:]
+        scale = size / max(h, w)
+        nh, nw = round(h * scale), round(w * scale)
+        if (nh, nw) != (h, w):
+            image = F.interpolate(image[None], size=(nh, nw), mode="bilinear",
+                                  align_corners=False)[0]
+        top, left = (size - nh) // 2, (size - nw) // 2
+        return F.pad(image, (left, size - nw - left, top, size - nh - top))
 
     def autocast(self, precision):
         import contextlib
@@ -150,7 +197,7 @@ class Torchvision(object):
 
             def run():
                 with torch.inference_mode(), self.autocast(precision):
-                    out = model([image])[0]
+                    out = model([self.square(image, size) if self.matched else image])[0]
                     return int(out["masks"].shape[0])
         else:
             model.train()
@@ -181,7 +228,7 @@ def serve(side, data_path):
     """Answer JSON commands on stdin, one JSON line each on stdout."""
     import numpy as np
     data = dict(np.load(data_path))
-    engine = Ours(data) if side == "ours" else Torchvision(data)
+    engine = Ours(data) if side == "ours" else Torchvision(data, matched=side == "matched")
     out = sys.stdout
     sys.stdout = sys.stderr            # library chatter must not reach the protocol
     for line in sys.stdin:
@@ -256,7 +303,10 @@ def main():
     parser.add_argument("--no-train", action="store_true", help="skip the training step")
     parser.add_argument("--train-precision", choices=["float32", "bfloat16", "both"],
                         default="float32")
-    parser.add_argument("--serve", choices=["ours", "torchvision"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-matched", action="store_true",
+                        help="skip torchvision rebuilt with our arithmetic (ratio_same_arithmetic)")
+    parser.add_argument("--serve", choices=["ours", "torchvision", "matched"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -287,6 +337,8 @@ def main():
     data_path = os.path.join(tempfile.mkdtemp(prefix="bench_vs_torchvision_"), "data.npz")
     make_data(data_path)
     sides = [Side(sys.executable, "ours", data_path), Side(args.peer, "torchvision", data_path)]
+    if not args.no_matched:
+        sides.append(Side(args.peer, "matched", data_path))
     results = []
     try:
         for task, size, precision in cases:
@@ -294,7 +346,7 @@ def main():
             setup = [s.ask(op="setup", task=task, size=size, precision=precision)["result"]
                      for s in sides]
             runs = args.runs if task == "infer" else args.train_steps
-            times = [[], []]
+            times = [[] for _ in sides]
             for _ in range(runs):
                 for i, side in enumerate(sides):
                     times[i].append(side.ask(op="run", task=task, size=size,
@@ -305,6 +357,10 @@ def main():
                      "torchvision_median_s": round(medians[1], 3),
                      "torchvision_min_s": round(min(times[1]), 3),
                      "ratio": round(medians[0] / medians[1], 3)}
+            if len(sides) == 3:
+                entry.update({"matched_median_s": round(medians[2], 3),
+                              "matched_min_s": round(min(times[2]), 3),
+                              "ratio_same_arithmetic": round(medians[0] / medians[2], 3)})
             entry["detections" if task == "infer" else "first_loss"] = setup
             results.append(entry)
     finally:
