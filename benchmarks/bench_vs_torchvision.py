@@ -314,9 +314,14 @@ def main():
     if not args.peer:
         parser.error("--peer PYTHON is required: a Python with torchvision "
                      "(python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch torchvision)")
-    check = subprocess.run([args.peer, "-c", "import torch, torchvision; "
-                            "print(torch.__version__, torchvision.__version__)"],
-                           capture_output=True, text=True)
+    try:
+        check = subprocess.run([args.peer, "-c", "import torch, torchvision; "
+                                "print(torch.__version__, torchvision.__version__)"],
+                               capture_output=True, text=True)
+    except OSError as error:
+        parser.error("--peer {} cannot be run ({}): pass the path of a Python that has torch "
+                     "and torchvision (python3 -m venv /tmp/tv && /tmp/tv/bin/pip install "
+                     "torch torchvision)".format(args.peer, error.strerror))
     if check.returncode:
         parser.error("--peer {} cannot import torch and torchvision: {}".format(
             args.peer, check.stderr.strip().splitlines()[-1:] or check.returncode))
